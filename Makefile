@@ -1,0 +1,22 @@
+# Two entry points: `make demo` (the main job on the embedded world) and `make test`.
+# Both create .venv, install curate with its dependencies and make sure ffmpeg is present.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEMO_OUT ?= demo_out
+
+.PHONY: install test demo clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh $(VENV)
+	touch $@
+
+test: install
+	$(PY) -m pytest -q
+
+demo: install
+	$(VENV)/bin/curate demo --out $(DEMO_OUT)
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

@@ -1,0 +1,26 @@
+"""The `curate` command: one click command (or group) per stage, each in its own module of this package."""
+from __future__ import annotations
+
+import click
+
+from curate import __version__
+from curate.cli import info as _info
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="curate")
+def cli() -> None:
+    """Build, clean and use web-scale datasets for video action understanding.
+
+    \b
+    The flow: crawl a recipe into a Parquet manifest, filter it with a teacher,
+    remove near-duplicates of the evaluation sets, and train students on the result.
+    Every command reads and writes manifests (see `curate info MANIFEST`).
+    """
+
+
+cli.add_command(_info.info)
+
+
+def main() -> None:
+    cli(prog_name="curate")
