@@ -1,0 +1,89 @@
+"""The unified config: `{model: {type, backbone, cls_head}, data: ..., schedule: ...}` in YAML.
+
+A model is built from plain dicts: `type` picks a builder from the dicts in `trainers.models`; every other key
+is a keyword argument of that builder. Wrong names and keys fail with the list of valid ones.
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from trainers.models import BACKBONES, HEADS, RECOGNIZERS
+
+
+class ConfigError(ValueError):
+    """A config that cannot be built; the message names the key path and lists the valid choices."""
+
+
+def build_from(registry: Mapping[str, Callable[..., Any]], cfg: Mapping[str, Any], where: str, **defaults: Any) -> Any:
+    """Call registry[cfg['type']] with the rest of cfg as keyword arguments (defaults fill absent keys)."""
+    if not isinstance(cfg, Mapping):
+        raise ConfigError(f"{where}: expected a mapping with a 'type' key, got {cfg!r}")
+    cfg = dict(cfg)
+    name = cfg.pop("type", None)
+    if name not in registry:
+        raise ConfigError(f"{where}.type: {name!r} is not one of {sorted(registry)}")
+    builder = registry[name]
+    params = inspect.signature(builder).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    valid = [k for k, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and k != "self"]
+    unknown = [k for k in cfg if k not in valid] if not takes_any else []
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown} for {name}; valid keys: {valid}")
+    missing = [k for k, p in params.items() if k in valid and p.default is p.empty and k not in cfg
+               and k not in defaults]
+    if missing:
+        raise ConfigError(f"{where}: {name} needs {missing}")
+    kwargs = {k: v for k, v in defaults.items() if k in valid and k not in cfg}
+    try:
+        return builder(**kwargs, **cfg)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where} ({name}): {exc}") from exc
+
+
+def build_model(cfg: Mapping[str, Any], num_classes: int | None = None) -> nn.Module:
+    """Recognizer from `{type, backbone, cls_head}`; num_classes overrides the head's when given."""
+    cfg = copy.deepcopy(dict(cfg))
+    unknown = set(cfg) - {"type", "backbone", "cls_head"}
+    if unknown:
+        raise ConfigError(f"model: unknown key(s) {sorted(unknown)}; valid keys: ['type', 'backbone', 'cls_head']")
+    if cfg.get("type") not in RECOGNIZERS:
+        raise ConfigError(f"model.type: {cfg.get('type')!r} is not one of {sorted(RECOGNIZERS)}")
+    backbone = build_from(BACKBONES, cfg.get("backbone") or {}, "model.backbone")
+    head_cfg = dict(cfg.get("cls_head") or {})
+    average_clips = head_cfg.pop("average_clips", "prob")
+    if num_classes is not None:
+        head_cfg["num_classes"] = num_classes
+    head = build_from(HEADS, head_cfg, "model.cls_head", in_channels=getattr(backbone, "out_channels", None))
+    return RECOGNIZERS[cfg["type"]](backbone, head, average_clips=average_clips)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def load_yaml_config(path: str | Path) -> dict[str, Any]:
+    """A model/training config file (yaml.safe_load; `_base_: other.yaml` merges a base config first)."""
+    from curate.recipe import read_yaml
+
+    path = Path(path)
+    cfg = read_yaml(path) or {}
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    base = cfg.pop("_base_", None)
+    if base:
+        cfg = merge(load_yaml_config(path.parent / base), cfg)
+    return cfg
+
+
+def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge: mappings merge key by key, everything else is replaced."""
+    out = copy.deepcopy(dict(base))
+    for k, v in override.items():
+        out[k] = merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else copy.deepcopy(v)
+    return out

@@ -1,0 +1,71 @@
+"""Classification heads. Each head splits into pool(features) -> embedding and classify(embedding) -> logits."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ClsHead(nn.Module):
+    """Dropout + linear classifier over an embedding; subclasses define how features become the embedding."""
+
+    def __init__(self, num_classes: int, in_channels: int, dropout_ratio: float = 0.5, init_std: float = 0.01):
+        super().__init__()
+        self.num_classes, self.in_channels = num_classes, in_channels
+        self.dropout = nn.Dropout(dropout_ratio) if dropout_ratio > 0 else nn.Identity()
+        self.fc_cls = nn.Linear(in_channels, num_classes)
+        nn.init.normal_(self.fc_cls.weight, 0, init_std)
+        nn.init.zeros_(self.fc_cls.bias)
+
+    def pool(self, feat, num_segs: int = 1) -> torch.Tensor:
+        raise NotImplementedError
+
+    def classify(self, emb: torch.Tensor) -> torch.Tensor:
+        return self.fc_cls(self.dropout(emb))
+
+    def forward(self, feat, num_segs: int = 1) -> torch.Tensor:
+        return self.classify(self.pool(feat, num_segs))
+
+
+class TSNHead(ClsHead):
+    """2D features [N*segs, C, h, w] -> spatial average -> average consensus over segments -> [N, C]."""
+
+    def __init__(self, num_classes: int, in_channels: int, dropout_ratio: float = 0.4, init_std: float = 0.01,
+                 spatial_type: str = "avg", consensus: str = "avg"):
+        super().__init__(num_classes, in_channels, dropout_ratio, init_std)
+        if spatial_type not in ("avg", None) or consensus not in ("avg",):
+            raise ValueError("TSNHead supports spatial_type 'avg' and consensus 'avg'")
+        self.spatial_type = spatial_type
+
+    def pool(self, feat: torch.Tensor, num_segs: int = 1) -> torch.Tensor:
+        if feat.dim() == 4 and self.spatial_type == "avg":
+            feat = feat.mean(dim=(2, 3))
+        return feat.reshape(-1, num_segs, feat.shape[-1]).mean(dim=1)
+
+
+class I3DHead(ClsHead):
+    """3D features [N, C, t, h, w] (or already pooled [N, C]) -> global average -> [N, C]."""
+
+    def __init__(self, num_classes: int, in_channels: int, dropout_ratio: float = 0.5, init_std: float = 0.01,
+                 spatial_type: str | None = "avg"):
+        super().__init__(num_classes, in_channels, dropout_ratio, init_std)
+        self.spatial_type = spatial_type
+
+    def pool(self, feat: torch.Tensor, num_segs: int = 1) -> torch.Tensor:
+        return feat.flatten(2).mean(dim=2) if feat.dim() > 2 else feat
+
+
+class SlowFastHead(ClsHead):
+    """(slow, fast) 3D feature maps -> each globally averaged -> concatenated [N, C_slow + C_fast]."""
+
+    def pool(self, feat: tuple[torch.Tensor, torch.Tensor], num_segs: int = 1) -> torch.Tensor:
+        return torch.cat([f.flatten(2).mean(dim=2) for f in feat], dim=1)
+
+
+class TransformerHead(ClsHead):
+    """Transformer backbones already return one token per clip [N, D]; the head is dropout + linear."""
+
+    def __init__(self, num_classes: int, in_channels: int, dropout_ratio: float = 0.0, init_std: float = 0.02):
+        super().__init__(num_classes, in_channels, dropout_ratio, init_std)
+
+    def pool(self, feat: torch.Tensor, num_segs: int = 1) -> torch.Tensor:
+        return feat
