@@ -81,6 +81,22 @@ def load_yaml_config(path: str | Path) -> dict[str, Any]:
     return cfg
 
 
+MODEL_DIR = Path(__file__).resolve().parent.parent / "recipes" / "models"
+
+
+def load_model_config(name_or_path: str | Path, tiny: bool = False) -> dict[str, Any]:
+    """A config from recipes/models/<name>.yaml (or a path); tiny=True merges its `tiny:` section over it."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = MODEL_DIR / f"{name_or_path}.yaml"
+    if not path.exists():
+        names = sorted(p.stem for p in MODEL_DIR.glob("*.yaml"))
+        raise ConfigError(f"no model config {str(name_or_path)!r}; bundled configs: {names}")
+    cfg = load_yaml_config(path)
+    small = cfg.pop("tiny", None) or {}
+    return merge(cfg, small) if tiny else cfg
+
+
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """Recursive dict merge: mappings merge key by key, everything else is replaced."""
     out = copy.deepcopy(dict(base))

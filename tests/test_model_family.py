@@ -1,0 +1,29 @@
+"""Every family member builds at its published size with the published parameter count (within 1 %)."""
+import pytest
+import torch
+
+from trainers.config import build_model, count_parameters, load_model_config
+
+# (config name, published parameter count in millions, where the number comes from)
+PUBLISHED = [
+    ("tsn_r50", 24.33, "MMAction2 TSN R50 1x1x8 K400"),
+]
+
+
+@pytest.mark.parametrize("name,published,source", PUBLISHED, ids=[p[0] for p in PUBLISHED])
+def test_published_parameter_count(name, published, source, capsys):
+    ours = count_parameters(build_model(load_model_config(name)["model"])) / 1e6
+    diff = 100 * (ours - published) / published
+    with capsys.disabled():
+        print(f"\n  {name:<24} published {published:8.2f}M  ours {ours:8.2f}M  diff {diff:+.2f}%  ({source})")
+    assert abs(diff) <= 1.0
+
+
+@pytest.mark.parametrize("name", [p[0] for p in PUBLISHED])
+def test_tiny_version_runs_forward_and_backward(name):
+    model = build_model(load_model_config(name, tiny=True)["model"], num_classes=5)
+    x = torch.randn(2, 1, 3, 8, 32, 32)
+    loss = torch.nn.functional.cross_entropy(model(x), torch.tensor([0, 3]))
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    assert count_parameters(model) < 2_000_000
