@@ -7,6 +7,13 @@ from trainers.config import build_model, count_parameters, load_model_config
 # (config name, published parameter count in millions, where the number comes from)
 PUBLISHED = [
     ("tsn_r50", 24.33, "MMAction2 TSN R50 1x1x8 K400"),
+    ("tsm_r50", 24.33, "TSM R50 K400, 400 classes: the shift adds no parameters, so TSN R50's count"),
+    ("tsm_r50_sthv2", 23.87, "MMAction2 TSM R50 1x1x8: its params column is the 174-class SSv2 head"),
+    ("timesformer_divst", 122, "MMAction2 TimeSformer divST 8x32x1 K400"),
+    ("timesformer_jointst", 86.11, "MMAction2 TimeSformer jointST 8x32x1 K400"),
+    ("timesformer_spaceonly", 86.11, "MMAction2 TimeSformer spaceOnly 8x32x1 K400"),
+    ("vivit_fe", 115.1, "ViViT paper Table 2, ViViT-B FE 16x2 (no codebase in models.md has ViViT)"),
+    ("s3d", 8.32, "torchvision s3d, 400 classes (8,320,048; built and compared in test_models2d)"),
 ]
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import nn
 
-from trainers.models import BACKBONES, HEADS, RECOGNIZERS
+from trainers.models import BACKBONES, FUSIONS, HEADS, RECOGNIZERS
 
 
 class ConfigError(ValueError):
@@ -46,21 +46,34 @@ def build_from(registry: Mapping[str, Callable[..., Any]], cfg: Mapping[str, Any
         raise ConfigError(f"{where} ({name}): {exc}") from exc
 
 
-def build_model(cfg: Mapping[str, Any], num_classes: int | None = None) -> nn.Module:
-    """Recognizer from `{type, backbone, cls_head}`; num_classes overrides the head's when given."""
+def build_model(cfg: Mapping[str, Any], num_classes: int | None = None, where: str = "model") -> nn.Module:
+    """Recognizer from `{type, backbone, cls_head}`; num_classes overrides the head's when given.
+
+    A fusion type (e.g. TwoStream) holds whole recognizer configs under its stream keys instead.
+    """
     cfg = copy.deepcopy(dict(cfg))
+    if cfg.get("type") in FUSIONS:
+        return build_fusion(cfg, num_classes, where)
     unknown = set(cfg) - {"type", "backbone", "cls_head"}
     if unknown:
-        raise ConfigError(f"model: unknown key(s) {sorted(unknown)}; valid keys: ['type', 'backbone', 'cls_head']")
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; valid keys: ['type', 'backbone', 'cls_head']")
     if cfg.get("type") not in RECOGNIZERS:
-        raise ConfigError(f"model.type: {cfg.get('type')!r} is not one of {sorted(RECOGNIZERS)}")
-    backbone = build_from(BACKBONES, cfg.get("backbone") or {}, "model.backbone")
+        raise ConfigError(f"{where}.type: {cfg.get('type')!r} is not one of {sorted(RECOGNIZERS) + sorted(FUSIONS)}")
+    backbone = build_from(BACKBONES, cfg.get("backbone") or {}, f"{where}.backbone")
     head_cfg = dict(cfg.get("cls_head") or {})
     average_clips = head_cfg.pop("average_clips", "prob")
     if num_classes is not None:
         head_cfg["num_classes"] = num_classes
-    head = build_from(HEADS, head_cfg, "model.cls_head", in_channels=getattr(backbone, "out_channels", None))
+    head = build_from(HEADS, head_cfg, f"{where}.cls_head", in_channels=getattr(backbone, "out_channels", None))
     return RECOGNIZERS[cfg["type"]](backbone, head, average_clips=average_clips)
+
+
+def build_fusion(cfg: Mapping[str, Any], num_classes: int | None, where: str) -> nn.Module:
+    """`{type: TwoStream, rgb: <model cfg>, flow: <model cfg>, coefficients: ...}`: streams built, then fused."""
+    cfg = dict(cfg)
+    streams = {k: build_model(v, num_classes, f"{where}.{k}") for k, v in cfg.items()
+               if isinstance(v, Mapping) and "type" in v}
+    return build_from(FUSIONS, {**cfg, **streams}, where)
 
 
 def count_parameters(model: nn.Module) -> int:

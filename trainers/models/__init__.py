@@ -3,12 +3,21 @@
 Builders take explicit keyword arguments (no **kwargs) so a config with a wrong key is reported with the list
 of valid keys. Backbones expose `out_channels` (the head's in_channels default).
 """
-from trainers.models.heads import I3DHead, SlowFastHead, TransformerHead, TSNHead
+from trainers.models.heads import I3DHead, SlowFastHead, TransformerHead, TSMHead, TSNHead
 from trainers.models.recognizers import Recognizer2D, Recognizer3D
 from trainers.models.resnet2d import ResNet2d
+from trainers.models.s3d import S3D
+from trainers.models.timesformer import TimeSformer
+from trainers.models.tsm import resnet_tsm
+from trainers.models.twostream import TwoStream
+from trainers.models.vivit import ViViT
 
 BACKBONES = {
     "ResNet": ResNet2d,
+    "ResNetTSM": resnet_tsm,
+    "TimeSformer": TimeSformer,
+    "ViViT": ViViT,
+    "S3D": S3D,
 }
 
 HEADS = {
@@ -16,9 +25,16 @@ HEADS = {
     "I3DHead": I3DHead,
     "SlowFastHead": SlowFastHead,
     "TransformerHead": TransformerHead,
+    "TimeSformerHead": TransformerHead,
+    "TSMHead": TSMHead,
 }
 
 RECOGNIZERS = {
     "Recognizer2D": Recognizer2D,
     "Recognizer3D": Recognizer3D,
+}
+
+# Models made of whole recognizers (each stream its own {type, backbone, cls_head}), fused late.
+FUSIONS = {
+    "TwoStream": TwoStream,
 }

@@ -69,3 +69,12 @@ class TransformerHead(ClsHead):
 
     def pool(self, feat: torch.Tensor, num_segs: int = 1) -> torch.Tensor:
         return feat
+
+
+class TSMHead(TSNHead):
+    """TSNHead with TSM's defaults (dropout 0.5, init_std 0.001). MMAction2's TSMHead averages per-segment logits;
+    the classifier is linear, so at test time that equals TSNHead's average-then-classify and the pooling is shared."""
+
+    def __init__(self, num_classes: int, in_channels: int, dropout_ratio: float = 0.5, init_std: float = 0.001,
+                 spatial_type: str = "avg", consensus: str = "avg"):
+        super().__init__(num_classes, in_channels, dropout_ratio, init_std, spatial_type, consensus)
