@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from curate import __version__
+from curate.cli import datasets as _datasets
 from curate.cli import info as _info
 
 
@@ -20,6 +21,7 @@ def cli() -> None:
 
 
 cli.add_command(_info.info)
+cli.add_command(_datasets.import_split)
 
 
 def main() -> None:
