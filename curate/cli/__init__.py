@@ -6,6 +6,7 @@ import click
 from curate import __version__
 from curate.cli import datasets as _datasets
 from curate.cli import info as _info
+from curate.cli import serve_web as _serve_web
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -22,6 +23,7 @@ def cli() -> None:
 
 cli.add_command(_info.info)
 cli.add_command(_datasets.import_split)
+cli.add_command(_serve_web.serve_web)
 
 
 def main() -> None:

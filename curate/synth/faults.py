@@ -1,0 +1,101 @@
+"""Fault injection and request counting for the loopback web: deterministic per (seed, request target, attempt)."""
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import Counter
+from dataclasses import dataclass
+
+FAULT_KINDS = ("429", "500", "reset", "slow", "truncate", "html")
+ELIGIBLE = ("/i/", "/v/", "/private/", "/watch", "/search", "/tags/", "/datasets/")
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Which requests fail and how.
+
+    A request target (path + query) is faulty with probability `rate`; a faulty target fails its first 1..max_failures
+    attempts with one kind, then works, unless it falls in the `permanent` fraction, which never clears. Everything
+    is a pure function of (seed, target, attempt number), so two runs against the same world see the same faults.
+    """
+
+    rate: float = 0.0
+    seed: int = 0
+    kinds: tuple[str, ...] = FAULT_KINDS
+    max_failures: int = 2
+    permanent: float = 0.0
+    slow_s: float = 1.5          # how long a slow body takes in all
+    retry_after_s: int = 1       # Retry-After of a 429
+    paths: tuple[str, ...] = ELIGIBLE
+
+    def __post_init__(self) -> None:
+        bad = [k for k in self.kinds if k not in FAULT_KINDS]
+        if bad:
+            raise ValueError(f"unknown fault kinds {bad}; choose from {list(FAULT_KINDS)}")
+        if not 0 <= self.rate <= 1 or not 0 <= self.permanent <= 1:
+            raise ValueError("fault rate and permanent fraction must lie in [0, 1]")
+        if self.max_failures < 1:
+            raise ValueError("max_failures must be >= 1")
+
+    def pick(self, target: str, attempt: int) -> str | None:
+        """The fault for this attempt (0 = first request of the target), or None."""
+        if self.rate <= 0 or not target.startswith(self.paths):
+            return None
+        h = hashlib.sha256(f"{self.seed}\x1f{target}".encode()).digest()
+        if int.from_bytes(h[:8], "big") / 2**64 >= self.rate:
+            return None
+        kind = self.kinds[h[8] % len(self.kinds)]
+        failures = 1 + h[9] % self.max_failures
+        permanent = int.from_bytes(h[10:14], "big") / 2**32 < self.permanent
+        return kind if permanent or attempt < failures else None
+
+
+def forced(query: dict[str, list[str]], attempt: int) -> str | None:
+    """A fault asked for by the request itself: ?fault=KIND[&fault_times=N] fails the first N attempts (default 1)."""
+    kind = (query.get("fault") or [None])[0]
+    if kind is None:
+        return None
+    if kind not in FAULT_KINDS:
+        raise ValueError(f"unknown fault {kind!r}; choose from {list(FAULT_KINDS)}")
+    times = int((query.get("fault_times") or ["1"])[0])
+    return kind if attempt < times else None
+
+
+class Stats:
+    """Thread-safe counters: requests per target, full-body media deliveries per target, faults and statuses."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests: Counter[str] = Counter()
+            self.completed: Counter[str] = Counter()
+            self.faults: Counter[str] = Counter()
+            self.status: Counter[str] = Counter()
+            self.bytes_sent = 0
+
+    def attempt(self, target: str) -> int:
+        """Count a request; return how many came before it."""
+        with self._lock:
+            n = self.requests[target]
+            self.requests[target] = n + 1
+            return n
+
+    def add(self, *, status: int | None = None, fault: str | None = None, completed: str | None = None,
+            sent: int = 0) -> None:
+        with self._lock:
+            if status is not None:
+                self.status[str(status)] += 1
+            if fault:
+                self.faults[fault] += 1
+            if completed:
+                self.completed[completed] += 1
+            self.bytes_sent += sent
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            return {"total_requests": sum(self.requests.values()), "requests": dict(self.requests),
+                    "completed": dict(self.completed), "faults": dict(self.faults), "status": dict(self.status),
+                    "bytes_sent": self.bytes_sent}
