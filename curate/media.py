@@ -391,8 +391,12 @@ def trim(src: str | os.PathLike, dst: str | os.PathLike, start_s: float, end_s: 
 
 
 def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 25.0, crf: int = 23,
-                gop: int | None = None, preset: str = "veryfast") -> Path:
-    """Encode uint8 frames (T, H, W, 3, RGB) to an H.264 mp4 (yuv420p; odd sizes are padded to even)."""
+                gop: int | None = None, preset: str = "veryfast", deterministic: bool = False) -> Path:
+    """Encode uint8 frames (T, H, W, 3, RGB) to an H.264 mp4 (yuv420p; odd sizes are padded to even).
+
+    deterministic=True encodes with x264's plain C code: the same frames then give the same bytes on every run
+    (PyAV's bundled x264 with its AVX-512 code does not, under load), at some cost in speed.
+    """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
         raise MediaError("encode_failed", f"need uint8 frames of shape (T, H, W, 3), got {frames.dtype} {frames.shape}")
@@ -410,6 +414,8 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 25.0, 
             stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
             stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
             opts = {"crf": str(crf), "preset": preset}
+            if deterministic:
+                opts["x264-params"] = "asm=0"
             if gop:
                 opts.update({"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"})
             stream.options = opts

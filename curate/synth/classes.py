@@ -85,9 +85,10 @@ def hierarchy(specs: list[ClassSpec]) -> dict:
 
 
 def _stem(word: str) -> str:
-    for suffix in ("ing", "es", "s"):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            return word[: -len(suffix)]
+    if word.endswith("ing") and len(word) > 5:
+        return word[:-3]
+    if word.endswith("s") and not word.endswith("ss") and len(word) > 3:
+        return word[:-1]
     return word
 
 

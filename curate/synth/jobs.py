@@ -11,11 +11,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from curate.media import write_video
+from curate import media
 from curate.synth import render as R
 from curate.synth.classes import classes
 
 BOX_COLUMNS = ("video_id", "kind", "frame", "time_s", "actor", "label_id", "x1", "y1", "x2", "y2")
+
+
+def write_video(path: Path, frames: np.ndarray, fps: float, crf: int = 23) -> Path:
+    """H.264 that repeats byte for byte: the same seed gives the same files."""
+    return media.write_video(path, frames, fps=fps, crf=crf, deterministic=True)
 
 
 def _rng(seed: list[int]) -> np.random.Generator:
@@ -83,7 +88,7 @@ def target_frames(job: dict) -> tuple[np.ndarray, np.ndarray]:
     moving = R.act(spec, rng, t)
     states = R.concat([R.hold(moving, 0, a), moving, R.hold(moving, -1, n - a - t)])
     actor = R.Actor.of(spec, states, rng)
-    return R.render(job["size"], job["size"], n, rng, [actor], [R.distractors(rng, n)])
+    return R.render(job["size"], job["size"], n, rng, [actor], R.clutter(rng, n, classes(job["num_classes"])))
 
 
 def run_target(root: Path, job: dict) -> dict:
@@ -101,16 +106,16 @@ def run_target(root: Path, job: dict) -> dict:
 # ------------------------------------------------------------------ web items: images, feed videos, near-copies
 
 
-def _subject(job: dict, rng: np.random.Generator, n: int, pick: int | None = None) -> tuple[list, list]:
-    """Actors and movers for a web item: its true class acting, or only clutter when true_label is -1."""
-    movers = [R.distractors(rng, n)]
+def _subject(job: dict, rng: np.random.Generator, n: int, pick: int | None = None) -> tuple[list, R.Clutter]:
+    """Actors and clutter for a web item: its true class acting, or only clutter when true_label is -1."""
+    specs = classes(job["num_classes"])
     if job["true_label"] < 0:
-        return [], movers + [R.bystanders(rng, n, int(rng.integers(1, 3)))]
-    spec = _spec(job, job["true_label"])
+        return [], R.clutter(rng, n, specs, bystanders=int(rng.integers(1, 3)))
+    spec = specs[job["true_label"]]
     states = R.act(spec, rng, 16 if pick is not None else n)
     if pick is not None:
         states = R.hold(states, pick, n)
-    return [R.Actor.of(spec, states, rng)], movers
+    return [R.Actor.of(spec, states, rng)], R.clutter(rng, n, specs)
 
 
 def _look(rng: np.random.Generator, strong: bool) -> dict:
@@ -190,13 +195,13 @@ def run_untrimmed(root: Path, job: dict) -> dict:
     """A long video: the true class acting in its spans, a bystander blob moving about the whole time."""
     rng = _rng(job["seed"])
     n, spans = job["frames"], [tuple(s) for s in job["spans"]]
-    movers = [R.distractors(rng, n), R.bystanders(rng, n)]
+    scene = R.clutter(rng, n, classes(job["num_classes"]), bystanders=1)
     actors, labels = [], []
     if job["true_label"] >= 0 and spans:
         spec = _spec(job, job["true_label"])
         actors.append(R.Actor.of(spec, timeline(spec, rng, n, spans, pad=job["pad"]), rng))
         labels.append(frame_labels(n, spans, job["true_label"]))
-    frames, boxes = R.render(job["height"], job["width"], n, rng, actors, movers)
+    frames, boxes = R.render(job["height"], job["width"], n, rng, actors, scene)
     path = write_video(root / job["path"], frames, fps=job["fps"])
     return {"key": job["key"], "file": file_meta(path),
             "boxes": box_rows(job["key"], job["kind"], boxes, labels, job["fps"])}
@@ -218,7 +223,7 @@ def run_routine(root: Path, job: dict) -> dict:
             actors.append(R.Actor.of(spec, states, rng))
             labels.append(frame_labels(n, [(s, e)], label_id))
     frames, boxes = R.render(job["height"], job["width"], n, rng, actors,
-                             [R.distractors(rng, n), R.bystanders(rng, n)])
+                             R.clutter(rng, n, classes(job["num_classes"]), bystanders=1))
     path = write_video(root / job["path"], frames, fps=job["fps"])
     return {"key": job["key"], "file": file_meta(path),
             "boxes": box_rows(job["key"], job["kind"], boxes, labels, job["fps"])}
@@ -242,7 +247,7 @@ def run_scene(root: Path, job: dict) -> dict:
         states = _place(timeline(spec, rng, n, spans, pad=None), a["x0"], a["y0"], a["scale"])
         actors.append(R.Actor.of(spec, states, rng))
         labels.append(frame_labels(n, spans, a["label_id"]))
-    frames, boxes = R.render(job["height"], job["width"], n, rng, actors, [R.distractors(rng, n)])
+    frames, boxes = R.render(job["height"], job["width"], n, rng, actors, R.clutter(rng, n, classes(job["num_classes"])))
     path = write_video(root / job["path"], frames, fps=job["fps"])
     return {"key": job["key"], "file": file_meta(path),
             "boxes": box_rows(job["key"], job["kind"], boxes, labels, job["fps"])}
@@ -258,7 +263,8 @@ def run_broken(root: Path, job: dict) -> dict:
     path.parent.mkdir(parents=True, exist_ok=True)
     how = job["broken"]
     if how in ("truncated_mp4", "one_frame_mp4"):
-        frames, _ = R.render(64, 64, 16 if how == "truncated_mp4" else 1, rng, [], [R.distractors(rng, 16)])
+        n = 16 if how == "truncated_mp4" else 1
+        frames, _ = R.render(64, 64, n, rng, [], R.clutter(rng, n, [], decoys=False))
         write_video(path, frames, fps=8)
         if how == "truncated_mp4":
             data = path.read_bytes()
@@ -271,7 +277,7 @@ def run_broken(root: Path, job: dict) -> dict:
     elif how == "random_jpg":
         path.write_bytes(rng.integers(0, 256, size=3000, dtype=np.uint8).tobytes())
     elif how == "truncated_jpg":
-        frames, _ = R.render(64, 64, 1, rng, [], [R.distractors(rng, 1)])
+        frames, _ = R.render(64, 64, 1, rng, [], R.clutter(rng, 1, [], decoys=False))
         _write_image(path, frames[0], 90)
         data = path.read_bytes()
         path.write_bytes(data[: len(data) // 3])

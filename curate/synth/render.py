@@ -210,11 +210,12 @@ class Actor:
     colours: np.ndarray  # (2, 3) float RGB
 
     @classmethod
-    def of(cls, spec: ClassSpec, states: States, rng: np.random.Generator) -> "Actor":
-        gain = rng.uniform(0.85, 1.12, size=(1, 3))
-        shift = rng.uniform(-15, 15, size=(1, 3))
+    def of(cls, spec: ClassSpec, states: States, rng: np.random.Generator, size: float = 1.0) -> "Actor":
+        """The instance's look: colours jittered per channel and the size scaled by `size` x 0.8-1.2."""
+        gain = rng.uniform(0.75, 1.25, size=(1, 3))
+        shift = rng.uniform(-25, 25, size=(1, 3))
         colours = np.clip(np.array([spec.colour, spec.colour2], dtype=np.float64) * gain + shift, 0, 255)
-        return cls(spec, states, colours)
+        return cls(spec, dict(states, r=states["r"] * size * rng.uniform(0.8, 1.2)), colours)
 
 
 @dataclass
@@ -244,34 +245,12 @@ class Movers:
         return cls(pos, size, colour, [str(x) for x in rng.choice(kinds, size=k)],
                    rng.uniform(0, 180, size=(1, k)) + rng.uniform(-8, 8, size=(1, k)) * np.arange(n)[:, None])
 
-    @classmethod
-    def none(cls, n: int) -> "Movers":
-        return cls(np.zeros((n, 0, 2)), np.zeros(0), np.zeros((0, 3)), [], np.zeros((n, 0)))
 
-
-def background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """A cluttered still background: smooth colour noise, muted rectangles and lines."""
-    low = rng.uniform(40, 170, size=(rng.integers(3, 6), rng.integers(3, 6), 3)).astype(np.float32)
-    img = cv2.resize(low, (w, h), interpolation=cv2.INTER_CUBIC)
-    img = np.clip(img, 0, 255).astype(np.uint8)
-    s = min(h, w)
-    for _ in range(rng.integers(3, 7)):
-        x0, y0 = rng.integers(0, w), rng.integers(0, h)
-        x1, y1 = x0 + rng.integers(s // 10, s // 3), y0 + rng.integers(s // 10, s // 3)
-        col = tuple(int(c) for c in rng.uniform(50, 190, size=3))
-        cv2.rectangle(img, (int(x0), int(y0)), (int(x1), int(y1)), col, -1 if rng.random() < 0.6 else 1)
-    for _ in range(rng.integers(2, 5)):
-        p0 = (int(rng.integers(0, w)), int(rng.integers(0, h)))
-        p1 = (int(rng.integers(0, w)), int(rng.integers(0, h)))
-        cv2.line(img, p0, p1, tuple(int(c) for c in rng.uniform(40, 200, size=3)), 1, cv2.LINE_AA)
-    return img
-
-
-def _draw_movers(img: np.ndarray, movers: Movers, t: int) -> None:
+def _draw_movers(img: np.ndarray, movers: Movers, t: int, cam: np.ndarray) -> None:
     h, w = img.shape[:2]
     s = min(h, w)
     for j, kind in enumerate(movers.kind):
-        cx, cy = movers.pos[t, j, 0] * w, movers.pos[t, j, 1] * h
+        cx, cy = (movers.pos[t, j, 0] - cam[0]) * w, (movers.pos[t, j, 1] - cam[1]) * h
         rad = max(1.0, movers.size[j] * s)
         col = tuple(float(c) for c in movers.colour[j])
         c = (int(round(cx * 16)), int(round(cy * 16)))
@@ -285,7 +264,7 @@ def _draw_movers(img: np.ndarray, movers: Movers, t: int) -> None:
             cv2.ellipse(img, c, axes, float(movers.angle[t, j]), 0, 360, col, -1, cv2.LINE_AA, 4)
 
 
-def _draw_actor(img: np.ndarray, actor: Actor, t: int) -> tuple[float, float, float, float] | None:
+def _draw_actor(img: np.ndarray, actor: Actor, t: int, cam: np.ndarray) -> tuple[float, float, float, float] | None:
     """Composite the actor's frame t (2x supersampled coverage); return its normalised box, None when unseen."""
     st = {k: float(v[t]) for k, v in actor.states.items()}
     if st["visible"] < 0.5 or st["alpha"] <= 0:
@@ -293,7 +272,7 @@ def _draw_actor(img: np.ndarray, actor: Actor, t: int) -> tuple[float, float, fl
     h, w = img.shape[:2]
     rpix = st["r"] * min(h, w)
     reach = rpix * 1.45 * max(st["aspect"], 1 / st["aspect"])
-    cx, cy = st["cx"] * w, st["cy"] * h
+    cx, cy = (st["cx"] - cam[0]) * w, (st["cy"] - cam[1]) * h
     x0, x1 = max(0, int(np.floor(cx - reach))), min(w, int(np.ceil(cx + reach)) + 1)
     y0, y1 = max(0, int(np.floor(cy - reach))), min(h, int(np.ceil(cy + reach)) + 1)
     if x1 <= x0 or y1 <= y0:
@@ -322,29 +301,73 @@ def _draw_actor(img: np.ndarray, actor: Actor, t: int) -> tuple[float, float, fl
     return (x0 + cols[0]) / w, (y0 + rows[0]) / h, (x0 + cols[-1] + 1) / w, (y0 + rows[-1] + 1) / h
 
 
-def render(h: int, w: int, n: int, rng: np.random.Generator, actors: list[Actor], movers: list[Movers],
-           bg: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+@dataclass
+class Clutter:
+    """Everything in a shot besides its actors: moving distractors, still look-alike decoys, a panning camera."""
+
+    movers: list[Movers]
+    decoys: list[Actor]
+    camera: np.ndarray  # (n, 2) normalised camera offset per frame
+
+
+def clutter(rng: np.random.Generator, n: int, specs: list[ClassSpec], bystanders: int = 0,
+            decoys: bool = True, pan: bool = True) -> Clutter:
+    """Distractors, optional bystander blobs, 0-2 decoys (smaller copies of class objects drifting), camera pan."""
+    movers = [Movers.random(rng, n, int(rng.integers(2, 5)), (0.025, 0.055), ("dot", "box", "blob"))]
+    if bystanders:
+        movers.append(Movers.random(rng, n, bystanders, (0.1, 0.15), ("blob",), speed=(0.015, 0.04)))
+    looks = []
+    for _ in range(int(rng.choice([0, 1, 1, 2])) if decoys else 0):
+        spec = specs[int(rng.integers(0, len(specs)))]
+        dx, dy = _drift(rng, n, 0.1)
+        states = _states(n, cx=rng.uniform(0.1, 0.9) + dx, cy=rng.uniform(0.1, 0.9) + dy, r=0.15,
+                         theta=rng.uniform(0, 2 * np.pi))
+        looks.append(Actor.of(spec, states, rng, size=rng.uniform(0.45, 0.7)))
+    camera = np.zeros((n, 2))
+    if pan:
+        ang, amount = rng.uniform(0, 2 * np.pi), rng.uniform(0, 0.1)
+        camera = amount * (_ramp(n)[:, None] - 0.5) * np.array([np.cos(ang), np.sin(ang)])[None, :]
+    return Clutter(movers, looks, camera)
+
+
+def background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A cluttered still background: smooth colour noise, muted rectangles and lines."""
+    low = rng.uniform(40, 170, size=(rng.integers(3, 6), rng.integers(3, 6), 3)).astype(np.float32)
+    img = cv2.resize(low, (w, h), interpolation=cv2.INTER_CUBIC)
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    s = min(h, w)
+    for _ in range(rng.integers(3, 7)):
+        x0, y0 = rng.integers(0, w), rng.integers(0, h)
+        x1, y1 = x0 + rng.integers(s // 10, s // 3), y0 + rng.integers(s // 10, s // 3)
+        col = tuple(int(c) for c in rng.uniform(50, 190, size=3))
+        cv2.rectangle(img, (int(x0), int(y0)), (int(x1), int(y1)), col, -1 if rng.random() < 0.6 else 1)
+    for _ in range(rng.integers(2, 5)):
+        p0 = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+        p1 = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+        cv2.line(img, p0, p1, tuple(int(c) for c in rng.uniform(40, 200, size=3)), 1, cv2.LINE_AA)
+    return img
+
+
+_MARGIN = 0.125  # background border beyond the frame, room for the camera to pan
+
+
+def render(h: int, w: int, n: int, rng: np.random.Generator, actors: list[Actor],
+           scene: Clutter) -> tuple[np.ndarray, np.ndarray]:
     """Frames (n, h, w, 3) uint8 RGB and boxes (n, len(actors), 4) normalised x1 y1 x2 y2 (NaN where unseen)."""
-    bg = background(rng, h, w) if bg is None else bg
+    big = background(rng, int(round(h * (1 + 2 * _MARGIN))), int(round(w * (1 + 2 * _MARGIN))))
     frames = np.empty((n, h, w, 3), dtype=np.uint8)
     boxes = np.full((n, len(actors), 4), np.nan)
     for t in range(n):
-        img = bg.copy()
-        for m in movers:
-            _draw_movers(img, m, t)
+        cam = scene.camera[t]
+        shift = np.float32([[1, 0, -(_MARGIN + cam[0]) * w], [0, 1, -(_MARGIN + cam[1]) * h]])
+        img = cv2.warpAffine(big, shift, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        for m in scene.movers:
+            _draw_movers(img, m, t, cam)
+        for decoy in scene.decoys:
+            _draw_actor(img, decoy, t, cam)
         for j, actor in enumerate(actors):
-            box = _draw_actor(img, actor, t)
+            box = _draw_actor(img, actor, t, cam)
             if box is not None:
                 boxes[t, j] = box
         frames[t] = img
     return frames, boxes
-
-
-def distractors(rng: np.random.Generator, n: int) -> Movers:
-    """The 2-4 small objects that drift through every scene."""
-    return Movers.random(rng, n, int(rng.integers(2, 5)), (0.025, 0.055), ("dot", "box", "blob"))
-
-
-def bystanders(rng: np.random.Generator, n: int, k: int = 1) -> Movers:
-    """Larger blobs moving about: the unrelated motion around actions in untrimmed videos."""
-    return Movers.random(rng, n, k, (0.1, 0.15), ("blob",), speed=(0.015, 0.04))

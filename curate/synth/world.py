@@ -16,7 +16,7 @@ from curate import manifest as mf
 from curate.synth import jobs as J
 from curate.synth.plan import SPLITS, Plan, WorldSpec, make_plan
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 _EXPECTED_ERROR = {"truncated_mp4": "truncated", "html_mp4": "not_media", "empty_jpg": "empty",
                    "random_jpg": "undecodable", "truncated_jpg": "truncated"}
 _MIME = {"jpg": "image/jpeg", "png": "image/png", "mp4": "video/mp4"}
