@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from curate import manifest as mf
+from curate import media
 from curate.synth import make_world
 from curate.synth import render as R
 from curate.synth.classes import CLASS_TABLE, classes, hashtags, hierarchy, reversal_pairs
@@ -244,5 +245,12 @@ def test_broken_files_are_flagged(tiny_world):
     assert decode(tiny_world.root / broken.loc["one_frame_mp4", "path"])[0].shape[0] == 1
     assert broken.loc["one_frame_mp4", "status"] == "ok"
     assert {mf.error_code(e) for e in broken["error"].dropna()} == {"truncated", "not_media", "empty", "undecodable"}
+    for kind, row in broken.iterrows():  # the media layer gives each planted file the code the truth names
+        if kind == "one_frame_mp4":
+            assert media.probe(tiny_world.root / row["path"]).frames == 1
+            continue
+        with pytest.raises(media.MediaError) as err:
+            media.probe(tiny_world.root / row["path"])
+        assert err.value.code == mf.error_code(row["error"]), kind
     gone = web[web["gone"]]
     assert (gone["status"] == "failed").all() and gone["path"].isna().all()

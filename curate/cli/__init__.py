@@ -5,6 +5,7 @@ import click
 
 from curate import __version__
 from curate.cli import datasets as _datasets
+from curate.cli import demo as _demo
 from curate.cli import info as _info
 from curate.cli import serve_web as _serve_web
 
@@ -24,6 +25,7 @@ def cli() -> None:
 cli.add_command(_info.info)
 cli.add_command(_datasets.import_split)
 cli.add_command(_serve_web.serve_web)
+cli.add_command(_demo.demo)
 
 
 def main() -> None:

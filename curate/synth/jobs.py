@@ -133,17 +133,6 @@ def _apply(img: np.ndarray, look: dict) -> np.ndarray:
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
-def _write_image(path: Path, img: np.ndarray, quality: int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ext = path.suffix.lower()
-    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext == ".jpg" else []
-    ok, buf = cv2.imencode(ext, np.ascontiguousarray(img[..., ::-1]), params)
-    if not ok:
-        raise RuntimeError(f"could not encode {path}")
-    path.write_bytes(buf.tobytes())
-    return path
-
-
 def run_web_item(root: Path, job: dict) -> dict:
     """A web image (one frame of the action, augmented) or a short feed video."""
     rng = _rng(job["seed"])
@@ -153,7 +142,7 @@ def run_web_item(root: Path, job: dict) -> dict:
         actors, movers = _subject(job, rng, 1, pick)
         frames, boxes = R.render(h, w, 1, rng, actors, movers)
         img = _apply(frames[0], _look(rng, strong=True))
-        path = _write_image(root / job["path"], img, int(rng.integers(60, 95)))
+        path = media.write_image(root / job["path"], img, int(rng.integers(60, 95)))
         fps = None
     else:
         n = job["frames"]
@@ -182,7 +171,7 @@ def run_near_copy(root: Path, job: dict) -> dict:
     size = (job["width"], job["height"])
     clip = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in clip])
     if job["media"] == "image":
-        path = _write_image(root / job["path"], clip[int(rng.integers(0, len(clip)))], 80)
+        path = media.write_image(root / job["path"], clip[int(rng.integers(0, len(clip)))], 80)
     else:
         path = write_video(root / job["path"], clip, fps=job["fps"], crf=30)
     return {"key": job["key"], "file": file_meta(path), "boxes": []}
@@ -278,7 +267,7 @@ def run_broken(root: Path, job: dict) -> dict:
         path.write_bytes(rng.integers(0, 256, size=3000, dtype=np.uint8).tobytes())
     elif how == "truncated_jpg":
         frames, _ = R.render(64, 64, 1, rng, [], R.clutter(rng, 1, [], decoys=False))
-        _write_image(path, frames[0], 90)
+        media.write_image(path, frames[0], 90)
         data = path.read_bytes()
         path.write_bytes(data[: len(data) // 3])
     else:
