@@ -152,6 +152,10 @@ def test_class_table_and_tags():
                                                     "anticlockwisespinstar"]
     with pytest.raises(ValueError):
         classes(1)
+    with pytest.raises(ValueError, match="noise_rate must lie in"):
+        WorldSpec(noise_rate=1.5)
+    with pytest.raises(ValueError, match="source_frames"):
+        WorldSpec(source_frames=20)
 
 
 def test_web_noise_is_the_planned_fraction(tiny_world):

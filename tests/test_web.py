@@ -235,3 +235,22 @@ def test_serve_web_command(tiny_world):
         out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err
     assert "served 1 requests" in out
+
+
+def test_yt_dlp_fetches_only_a_kinetics_segment(web, tiny_world, tmp_path):
+    yt_dlp = pytest.importorskip("yt_dlp")
+    from yt_dlp.utils import download_range_func
+
+    from curate import media
+
+    csv = pd.read_csv(tiny_world.target_csv)
+    gone = pd.read_parquet(tiny_world.truth_web).set_index("source_id")["gone"]
+    row = csv[~csv["youtube_id"].map(gone)].iloc[0]
+    opts = {"outtmpl": str(tmp_path / "seg.%(ext)s"), "quiet": True, "no_warnings": True, "noprogress": True,
+            "download_ranges": download_range_func(None, [(row["time_start"], row["time_end"])]),
+            "force_keyframes_at_cuts": True}
+    with yt_dlp.YoutubeDL(opts) as ydl:
+        ydl.extract_info(f"{web.url}/watch?v={row['youtube_id']}", download=True)
+    probe = media.probe(tmp_path / "seg.mp4")
+    assert probe.frames == tiny_world.spec.clip_frames
+    assert abs(probe.duration_s - (row["time_end"] - row["time_start"])) <= 1 / tiny_world.spec.fps

@@ -5,6 +5,7 @@ Planning is cheap and sequential (one random stream); rendering happens later in
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
@@ -47,6 +48,18 @@ class WorldSpec:
     gone_rate: float = 0.02        # target source videos removed from the web (404)
     opt_out_rate: float = 0.03     # web items served with X-Robots-Tag: noai
     private_rate: float = 0.03     # web items under a path robots.txt disallows
+
+    def __post_init__(self) -> None:
+        problems = [f"{k} must be >= 0, got {v}" for k, v in dataclasses.asdict(self).items()
+                    if isinstance(v, (int, float)) and v < 0]
+        problems += [f"{k} must lie in [0, 1], got {getattr(self, k)}"
+                     for k in ("noise_rate", "gone_rate", "opt_out_rate", "private_rate") if getattr(self, k) > 1]
+        if self.source_frames < self.clip_frames + 8:
+            problems.append(f"source_frames ({self.source_frames}) must exceed clip_frames ({self.clip_frames}) by 8")
+        if min(self.train_per_class, self.size, self.clip_frames, self.untrimmed_frames // 40) < 1:
+            problems.append("train_per_class, size and clip_frames must be >= 1 and untrimmed_frames >= 40")
+        if problems:
+            raise ValueError("bad world spec: " + "; ".join(problems))
 
 
 @dataclass
