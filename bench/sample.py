@@ -9,20 +9,26 @@ Every clip opens its file afresh, as a data-loader worker does; nothing is reuse
 turns clip by clip so that load from other processes falls on all of them alike. Wall time decides clips/s; CPU
 time (all threads) is printed too, since read_frames uses frame threads from 720p up.
 
-Run: PYTHONPATH=. python bench/sample.py [--clips 16]
+--strategies adds an ablation of read_frames' run planner (one thread): its plan (seek only when the next wanted
+frame's keyframe lies past the decoder) against one sequential pass from the first keyframe and a seek per frame.
+
+Run: PYTHONPATH=. python bench/sample.py [--clips 16] [--strategies]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import av
 import numpy as np
 
 from curate import media
+from curate.media import frames as frames_mod
 from curate.sampling import SampleFrames
 
 OUT = Path(__file__).resolve().parent / "out" / "sample"
@@ -99,14 +105,55 @@ def check_same_frames(path: Path, idx: list[int]) -> None:
         assert diff <= 2, f"{path.name}: curate and {name} differ by up to {diff}"
 
 
+_plan = frames_mod.plan_runs
+PLANNERS = {
+    "planned runs": _plan,
+    "one pass": lambda index, idx, seek_cost: [(_plan(index, idx)[0][0], sorted(set(idx)))],
+    "seek per frame": lambda index, idx, seek_cost: [_plan(index, [i])[0] for i in sorted(set(idx))],
+}
+
+
+@contextmanager
+def planner(plan):
+    """read_frames with another run planner, for the ablation."""
+    original, frames_mod.plan_runs = frames_mod.plan_runs, plan
+    try:
+        yield
+    finally:
+        frames_mod.plan_runs = original
+
+
+def strategies(files: list[Path], clips_per_row: int) -> None:
+    """Clips/s (one thread) of read_frames with each planner, taking turns clip by clip."""
+    print(f"\nrun planner ablation, one thread, clips/s\n{'file':<16}{'pattern':<7}"
+          + "".join(f"{name:>16}" for name in PLANNERS))
+    for path in files:
+        n = media.probe(path).frames
+        for name, sampler in PATTERNS.items():
+            rng = np.random.default_rng(1)
+            clips = [sampler(n, rng=rng).tolist() for _ in range(clips_per_row)]
+            spent = dict.fromkeys(PLANNERS, 0.0)
+            for k, idx in enumerate(clips):
+                for plan_name in list(PLANNERS)[k % 3:] + list(PLANNERS)[:k % 3]:
+                    with planner(PLANNERS[plan_name]):
+                        t = time.perf_counter()
+                        media.read_frames(path, idx, threads=1)
+                        spent[plan_name] += time.perf_counter() - t
+            print(f"{path.stem[4:]:<16}{name:<7}" + "".join(f"{len(clips) / spent[p]:>16.1f}" for p in PLANNERS),
+                  flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clips", type=int, default=16, help="clips per file and pattern")
     ap.add_argument("--naive-every", type=int, default=2, help="time naive PyAV on every n-th clip only (it is slow)")
+    ap.add_argument("--strategies", action="store_true", help="also compare run planners (one thread)")
     args = ap.parse_args()
     files = make_files()
-    print(f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} CPUs, PyAV {av.__version__}, "
-          f"torchcodec {__import__('torchcodec').__version__}; {args.clips} clips per row")
+    import torchcodec
+
+    print(f"{platform.machine()}, {len(os.sched_getaffinity(0))} CPUs, PyAV {av.__version__}, "
+          f"torchcodec {torchcodec.__version__}; {args.clips} clips per row")
     print(f"{'file':<16}{'pattern':<7}{'clips/s: curate':>16}{'1 thread':>9}{'torchcodec':>11}{'naive':>6}"
           f"{'× torchcodec':>13}{'× naive':>8}{'1 thread: ×tc':>14}{'× naive':>8}"
           f"{'CPU ms/clip: curate':>20}{'torchcodec':>11}")
@@ -132,6 +179,8 @@ def main() -> None:
         verdict = "met in every row" if xs.min() >= target else "met on the geometric mean" if mean >= target else "not met"
         print(f"{ours} vs {m}: geometric mean {mean:.2f}x, min {xs.min():.2f}x, max {xs.max():.2f}x "
               f"(target >= {target}x: {verdict})")
+    if args.strategies:
+        strategies(files, args.clips)
 
 
 if __name__ == "__main__":

@@ -82,16 +82,18 @@ def test_backends_agree_pixel_for_pixel(numbered):
     assert np.array_equal(a, b)
 
 
-def test_plan_seeks_only_past_the_decoder(numbered):
-    """A run starts at a keyframe only when that keyframe lies past the decoder; GOP 300 is one sequential pass."""
-    idx = [102, 0, 1, 70, 78, 86, 94]
-    expected = {1: [(0, [0, 1])] + [(i, [i]) for i in (70, 78, 86, 94, 102)],
-                30: [(0, [0, 1]), (60, [70, 78, 86]), (90, [94, 102])],
-                300: [(0, [0, 1, 70, 78, 86, 94, 102])]}
+def test_plan_seeks_only_where_it_pays(numbered):
+    """A run starts at a keyframe only when it lies well past the decoder; GOP 300 is one sequential pass."""
+    idx = [105, 0, 1, 40, 100]
+    expected = {1: [(0, [0, 1]), (40, [40]), (100, [100, 105])],  # 101..104 cost less to decode than a seek
+                30: [(0, [0, 1]), (30, [40]), (90, [100, 105])],
+                300: [(0, [0, 1, 40, 100, 105])]}
     for gop, runs in expected.items():
         with av.open(str(numbered[gop])) as c:
             index = frames_mod.index_packets(c, c.streams.video[0], numbered[gop], checks.Deadline("x"))
         assert frames_mod.plan_runs(index, idx) == runs
+        if gop == 1:  # with threads to spare every skipping seek starts a run
+            assert frames_mod.plan_runs(index, idx, seek_cost=0)[-2:] == [(100, [100]), (105, [105])]
 
 
 @pytest.fixture(scope="module")

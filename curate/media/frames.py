@@ -3,8 +3,9 @@
 1. Index: one demux pass (no decoding) lists every packet's timestamps and keyframe flag, so frame i is the i-th
    in presentation order whatever the header claims, and every frame's nearest usable keyframe is known.
 2. Plan: the wanted frames, in order, fall into runs. A run starts with a seek to a keyframe; the next wanted frame
-   joins the run when its keyframe is not past the decoder's position (seeking would skip nothing), so on long-GOP
-   files a whole clip is one sequential pass, and on short-GOP files each seek skips every GOP nobody wants.
+   joins the run unless its keyframe lies more than SEEK_COST packets past the decoder's position (a seek would
+   skip too little to pay), so on long-GOP files a whole clip is one sequential pass, and on short-GOP files each
+   seek skips the GOPs nobody wants. (With threads to spare, every seek that skips anything starts a run.)
 3. Decode: runs are independent, so they are shared between threads with a container each (frame threads instead
    when there is one run of large frames; one thread inside a DataLoader worker). Frames no other frame refers to
    are skipped unless wanted, and only wanted frames are converted to RGB (one scaler context per thread).
@@ -26,6 +27,7 @@ from curate.media.checks import MAX_OUTPUT_BYTES, Deadline, MediaError, open_vid
 
 FRAME_THREADS_MIN_PIXELS = 500_000  # frame threads pay off from about 720p up (bench/sample.py); below they cost
 KEYFRAME_COST = 10                  # an intra frame decodes about as slowly as ten others (measured at 320p)
+SEEK_COST = 5                       # a seek costs about as much as decoding five packets (measured, GOP 30)
 MOV = "mov"                         # FFmpeg's name for the mp4/mov demuxer starts with this
 
 
@@ -125,15 +127,18 @@ def read_pyav(path, kind: str, indices: list[int], size, deadline: Deadline, thr
         return _read_in_order(container, stream, path, indices, size, deadline)
 
 
-def plan_runs(index: Index, indices) -> list[tuple[int, list[int]]]:
-    """(keyframe to seek to, wanted frames decoded straight on from it) for the distinct wanted frames in order."""
+def plan_runs(index: Index, indices, seek_cost: int = SEEK_COST) -> list[tuple[int, list[int]]]:
+    """(keyframe to seek to, wanted frames decoded straight on from it) for the distinct wanted frames in order.
+
+    A new run starts where a seek skips more than `seek_cost` packets.
+    """
     keys = [i for i, k in enumerate(index.key) if k] or [0]
     runs: list[tuple[int, list[int]]] = []
     end = -1  # decode position just past the last wanted packet of the current run
     for i in sorted(set(indices)):
         pos = index.shown[i]
         start = _start_keyframe(keys, index, pos)
-        if not runs or start > end:
+        if not runs or start - end > seek_cost:
             runs.append((start, []))
         runs[-1][1].append(i)
         end = max(end, pos + 1)
@@ -167,10 +172,11 @@ class _SeekMissed(Exception):
 
 
 def _decode_runs(container, stream, kind, index: Index, path, indices, size, deadline, threads) -> dict:
-    runs = plan_runs(index, indices)
-    groups = _share(runs, index, min(len(runs), decode_threads(threads)))
+    workers = decode_threads(threads)
+    runs = plan_runs(index, indices, SEEK_COST if workers == 1 else 0)  # with spare threads, short runs split well
+    groups = _share(runs, index, min(len(runs), workers))
     cc = stream.codec_context
-    if len(groups) == 1 and decode_threads(threads) > 1 and cc.width * cc.height >= FRAME_THREADS_MIN_PIXELS:
+    if len(groups) == 1 and workers > 1 and cc.width * cc.height >= FRAME_THREADS_MIN_PIXELS:
         stream.thread_type = "FRAME"
     job = dict(index=index, position={p: i for i, p in enumerate(index.pts)},
                wanted={index.pts[index.shown[i]] for i in indices}, got={}, size=size, deadline=deadline, path=path)
