@@ -176,7 +176,8 @@ def main() -> None:
     for (ours, m), xs in ratios.items():
         xs, target = np.array(xs), TARGETS[m]
         mean = float(np.exp(np.log(xs).mean()))
-        verdict = "met in every row" if xs.min() >= target else "met on the geometric mean" if mean >= target else "not met"
+        verdict = ("met in every row" if xs.min() >= target else
+                   "met on the geometric mean" if mean >= target else "not met")
         print(f"{ours} vs {m}: geometric mean {mean:.2f}x, min {xs.min():.2f}x, max {xs.max():.2f}x "
               f"(target >= {target}x: {verdict})")
     if args.strategies:

@@ -37,7 +37,8 @@ IO_TIMEOUT_S = 30.0                 # no single open/read call inside FFmpeg may
 _MAGIC = [  # (offset, bytes, kind); checked in order
     (0, b"\x1a\x45\xdf\xa3", "ebml"), (0, b"RIFF", "riff"), (0, b"\xff\xd8\xff", "jpeg"),
     (0, b"\x89PNG\r\n\x1a\n", "png"), (0, b"GIF87a", "gif"), (0, b"GIF89a", "gif"),
-    (0, b"II*\x00", "tiff"), (0, b"MM\x00*", "tiff"), (0, b"\x00\x00\x01\xba", "mpeg"), (0, b"\x00\x00\x01\xb3", "mpeg"),
+    (0, b"II*\x00", "tiff"), (0, b"MM\x00*", "tiff"),
+    (0, b"\x00\x00\x01\xba", "mpeg"), (0, b"\x00\x00\x01\xb3", "mpeg"),
     (0, b"FLV", "flv"), (0, b"OggS", "ogg"), (0, b"YUV4MPEG2", "y4m"), (0, b"ID3", "audio"), (0, b"fLaC", "audio"),
     (0, b"#!AMR", "audio"),
 ]
