@@ -8,6 +8,7 @@ from curate.cli import datasets as _datasets
 from curate.cli import demo as _demo
 from curate.cli import info as _info
 from curate.cli import serve_web as _serve_web
+from curate.cli import train as _train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -26,6 +27,8 @@ cli.add_command(_info.info)
 cli.add_command(_datasets.import_split)
 cli.add_command(_serve_web.serve_web)
 cli.add_command(_demo.demo)
+cli.add_command(_train.train)
+cli.add_command(_train.evaluate)
 
 
 def main() -> None:

@@ -1,0 +1,180 @@
+"""`curate train` and `curate eval`: the bundled trainers on manifests (see trainers/train.py, trainers/evaluate.py)."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from curate import manifest as mf
+from trainers.checkpoint import CheckpointError
+from trainers.config import ConfigError, MODEL_DIR
+from trainers.inputs import data_overrides
+from trainers.models import FUSIONS
+
+
+def _bundled() -> str:
+    return ", ".join(sorted(p.stem for p in MODEL_DIR.glob("*.yaml")))
+
+
+@click.command()
+@click.argument("manifest_path", metavar="MANIFEST", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--model", "model_name", default=None, help="A bundled model config (recipes/models/NAME.yaml).")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A model/training YAML of your own (model:, data:, schedule:; `_base_:` allowed).")
+@click.option("--tiny", is_flag=True, help="Merge the config's `tiny:` section: a CPU-sized version of the model.")
+@click.option("--source", "sources", multiple=True, metavar="NAME=PATH[:k=v,...]",
+              help="An auxiliary manifest trained on in the same iterations (OmniSource). Keys: split, weight "
+                   "(loss weight), share (batch size as a fraction of the target's), batch, power (class-balanced "
+                   "sampling exponent), pseudo (images as frame/static/moving), root, media. Repeatable.")
+@click.option("--split", default="train", show_default=True, help="Split of MANIFEST to train on.")
+@click.option("--val-split", default="val", show_default=True,
+              help="Split of MANIFEST to validate on every eval_every epochs ('none' to skip).")
+@click.option("--level", type=click.Choice(["label", "element", "set", "event"]), default=None,
+              help="Which hierarchy column is the class (FineGym-style manifests). Default: label.")
+@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder the manifest's paths are relative to (default: its data_root metadata, else found "
+                   "next to the manifest).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder (default: runs/<model name>).")
+@click.option("--epochs", type=int, default=None, help="Epochs over the target split.")
+@click.option("--batch-size", type=int, default=None, help="Target clips per iteration.")
+@click.option("--lr", type=float, default=None, help="Base learning rate.")
+@click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default=None)
+@click.option("--clip-len", type=int, default=None, help="Frames per clip (SampleFrames clip_len).")
+@click.option("--frame-interval", type=int, default=None, help="Step between sampled frames.")
+@click.option("--num-clips", type=int, default=None, help="Clips (2D: segments) per sample.")
+@click.option("--size", type=int, default=None, help="Crop side in pixels (the pre-crop scale follows).")
+@click.option("--pretrained", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A local torchvision ImageNet state dict for the 2D backbone (nothing is downloaded).")
+@click.option("--set", "sets", multiple=True, metavar="KEY.PATH=VALUE",
+              help="Any config value, e.g. --set schedule.warmup_epochs=2 --set data.flip=0. Repeatable.")
+@click.option("--workers", type=int, default=None, help="DataLoader worker processes (default 0).")
+@click.option("--seed", type=int, default=None)
+@click.option("--save-every", type=int, default=None, help="Iterations between mid-epoch resume checkpoints.")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt (exactly where it stopped).")
+def train(manifest_path: Path, model_name: str | None, config_file: Path | None, tiny: bool, sources: tuple[str, ...],
+          split: str, val_split: str, level: str | None, data_root: Path | None, out: Path | None,
+          epochs: int | None, batch_size: int | None, lr: float | None, optimizer: str | None, clip_len: int | None,
+          frame_interval: int | None, num_clips: int | None, size: int | None, pretrained: str | None,
+          sets: tuple[str, ...], workers: int | None, seed: int | None, save_every: int | None, device: str | None,
+          resume: bool) -> None:
+    """Train a recognizer on MANIFEST (the target) and optional auxiliary sources.
+
+    \b
+    Every iteration takes --batch-size target clips plus each --source's share; the loss is the sum over
+    sources of weight x mean cross-entropy, in one optimizer step; an epoch is one pass over the target split.
+    Writes OUT/last.pt (resumable), OUT/best.pt (best on the validation split), OUT/metrics.jsonl,
+    OUT/curve.png and OUT/config.yaml. Both checkpoints load with trainers.checkpoint.load_checkpoint.
+
+    \b
+    Examples:
+      curate train world/manifests/target.parquet --model tsn_r50 --tiny --size 64 --epochs 20
+      curate train target.parquet --model slowonly_r50 --source web=web.parquet:share=0.5,power=0.5
+    """
+    from trainers.sources import Source, parse_source
+    from trainers.train import make_config
+    from trainers.train import train as run
+
+    if bool(model_name) == bool(config_file):
+        raise click.UsageError(f"give exactly one of --model NAME or --config FILE (bundled models: {_bundled()})")
+    con = Console()
+    try:
+        base = make_config(model_name or config_file, tiny=tiny)
+        schedule = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+                                          workers=workers, seed=seed, save_every=save_every, level=level).items()
+                    if v is not None}
+        model_over = {}
+        if pretrained:  # every 2D backbone of the model (both streams of a two-stream model)
+            fused = base["model"].get("type") in FUSIONS
+            streams = [k for k, v in base["model"].items() if isinstance(v, dict) and "type" in v] if fused else []
+            model_over = ({k: {"backbone": {"pretrained": pretrained}} for k in streams} if fused
+                          else {"backbone": {"pretrained": pretrained}})
+        data = data_overrides(base["model"], clip_len=clip_len, frame_interval=frame_interval, num_clips=num_clips,
+                              size=size)
+        cfg = make_config(model_name or config_file, tiny=tiny, sets=sets,
+                          overrides={"model": model_over, "data": data, "schedule": schedule})
+        target = Source("target", manifest_path, split=split, root=data_root)
+        aux = [parse_source(s, default_name=f"aux{i + 1}") for i, s in enumerate(sources)]
+        val = None if val_split.lower() == "none" else Source("val", manifest_path, split=val_split, root=data_root)
+        if val is not None and not (mf.read(manifest_path)["split"] == val_split).any():
+            con.print(f"[yellow]no rows in split {val_split!r}: training without validation[/]")
+            val = None
+        out = out or Path("runs") / (model_name or config_file.stem)
+        result = run(cfg, [target, *aux], out, val=val, resume=resume, device=device, console=con)
+    except (ConfigError, CheckpointError, mf.ManifestError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    _train_summary(con, result)
+
+
+def _train_summary(con: Console, r) -> None:
+    t = Table(title="sources", title_justify="left", show_edge=False)
+    for col in ("source", "rows used", "skipped"):
+        t.add_column(col)
+    for name, n in r.rows.items():
+        t.add_row(name, str(n), ", ".join(f"{k} {v}" for k, v in r.skipped.get(name, {}).items()) or "-")
+    con.print(t)
+    if r.metrics:
+        con.print("best validation: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                                                   for k, v in r.metrics.items()))
+    con.print(f"{r.epochs} epochs, {r.labels.num_classes} classes ({r.labels.level}) in {r.seconds:.1f} s")
+    for what in ("last.pt", "best.pt", "metrics.jsonl", "curve.png", "config.yaml"):
+        if (r.out / what).exists():
+            con.print(f"  {r.out / what}")
+
+
+@click.command("eval")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("manifest_path", metavar="MANIFEST", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--split", default="test", show_default=True, help="Split to score ('all' for every usable row).")
+@click.option("--views", default=None, metavar="CLIPSxCROPS",
+              help="Test views, e.g. 10x3 (10 clips x ThreeCrop) or 25x10 for 2D TenCrop; default: the "
+                   "checkpoint's (1x1 unless its config says otherwise).")
+@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder the manifest's paths are relative to.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where metrics.json, predictions.parquet and confusion.png go (default: next to CHECKPOINT).")
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--workers", type=int, default=0, show_default=True)
+@click.option("--device", default=None, help="cpu, cuda, ... (default: cuda when present).")
+def evaluate(checkpoint: Path, manifest_path: Path, split: str, views: str | None, data_root: Path | None,
+             out: Path | None, batch_size: int, workers: int, device: str | None) -> None:
+    """Score MANIFEST's split with CHECKPOINT: top-1, top-5, mean class accuracy (and set/event accuracy when
+    the classes form a hierarchy), a confusion matrix PNG and per-clip predictions."""
+    from trainers.evaluate import evaluate_checkpoint
+
+    con = Console()
+    out = out or checkpoint.parent / f"eval_{checkpoint.stem}_{split}"
+    t0 = time.perf_counter()
+    try:
+        with Progress(TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=con, transient=True) as bar:
+            task = bar.add_task("eval", total=None)
+            result = evaluate_checkpoint(checkpoint, manifest_path, None if split == "all" else split, views,
+                                         data_root, out, batch_size, workers, device,
+                                         progress=lambda done, total: bar.update(task, completed=done, total=total))
+    except (ConfigError, CheckpointError, mf.ManifestError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    m = result.metrics
+    if not m.get("n"):
+        raise click.ClickException(f"no usable rows in split {split!r} of {manifest_path} "
+                                   f"(skipped: {json.dumps(result.skipped)})")
+    t = Table(title=f"{checkpoint.name} on {manifest_path.name} [{split}], views {m['views']}", title_justify="left",
+              show_edge=False)
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    for k in ("top1", "top5", "mean_class_acc", "set_acc", "event_acc"):
+        if k in m:
+            t.add_row(k, f"{m[k]:.4f}")
+    t.add_row("clips", str(m["n"]))
+    con.print(t)
+    if result.skipped:
+        con.print("skipped rows: " + ", ".join(f"{k} {v}" for k, v in result.skipped.items()))
+    con.print(f"done in {time.perf_counter() - t0:.1f} s; outputs:")
+    for path in result.outputs.values():
+        con.print(f"  {path}")

@@ -1,0 +1,331 @@
+"""The training loop: sources -> mixed batches -> one optimizer step per iteration on the summed weighted loss.
+
+`train(cfg, sources, out)` writes under out/:
+  last.pt        model + training state (optimizer, position in the epoch, RNG states): `resume=True` continues
+                 from it to the same final weights as an uninterrupted run (same seed, CPU)
+  best.pt        the best model on the validation split so far (by schedule.best_metric), no training state
+  metrics.jsonl  one JSON object per line: train (loss per source, lr, clips/s), val, checkpoint, resume events
+  curve.png      the learning curve
+  config.yaml    the resolved config and sources
+Both checkpoints load with `trainers.checkpoint.load_checkpoint` (a teacher for `curate filter`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from trainers.checkpoint import read_checkpoint, save_checkpoint
+from trainers.config import ConfigError, build_model
+from trainers.data import ClipDataset, Group, LabelSpace, find_data_root, make_loader, usable_rows
+from trainers.evaluate import autocast, eval_dataset, predict, scores_metrics
+from trainers.inputs import build_pipelines, input_spec, resolve_data, streams
+from trainers.plots import plot_curve
+from trainers.schedule import Schedule, make_optimizer, set_lr
+from trainers.sources import MixedBatchSampler, SequentialBatchSampler, Source, Stream, load_source
+
+CONFIG_KEYS = ("model", "data", "schedule")
+DEFAULT_CACHE_BYTES = 512 << 20
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    last: Path
+    best: Path | None
+    metrics: dict[str, float]               # validation metrics of the best epoch (empty without validation)
+    epochs: int
+    seconds: float
+    labels: LabelSpace
+    skipped: dict[str, dict[str, int]] = field(default_factory=dict)   # per source: rows skipped by status
+    rows: dict[str, int] = field(default_factory=dict)                 # per source: rows used
+
+
+def make_config(model: str | Path, tiny: bool = False, sets: Sequence[str] = (),
+                overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A model config (bundled name or YAML path, `tiny:` merged when asked) with `section.key=value` assignments
+    (values parsed as YAML) and a nested overrides mapping applied on top, in that order."""
+    from trainers.config import load_model_config, merge
+
+    cfg = load_model_config(model, tiny=tiny)
+    for assignment in sets:
+        key, eq, value = assignment.partition("=")
+        if not eq or not key:
+            raise ConfigError(f"--set wants KEY.PATH=VALUE, got {assignment!r}")
+        node: dict[str, Any] = {}
+        leaf = node
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            leaf = leaf.setdefault(part, {})
+        leaf[parts[-1]] = yaml.safe_load(value)
+        cfg = merge(cfg, node)
+    return merge(cfg, overrides or {})
+
+
+def _fingerprint(cfg: Mapping[str, Any], sources: Sequence[Source], schedule: Schedule) -> str:
+    """What must not change across a resume (the number of epochs and logging knobs may)."""
+    sched = {k: v for k, v in schedule.as_dict().items()
+             if k not in ("epochs", "eval_every", "log_every", "save_every", "workers")}
+    blob = json.dumps({"model": cfg["model"], "data": cfg.get("data"), "schedule": sched,
+                       "sources": [s.describe() for s in sources]}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _build_source(src: Source, space: LabelSpace, pipes, data: Mapping[str, Any], cache_bytes: int
+                  ) -> tuple[ClipDataset, dict[str, int]]:
+    df, path = load_source(src)
+    rows, skipped = usable_rows(df, src.split)
+    labels = space.index(rows)
+    if (labels < 0).any():
+        skipped["no class"] = int((labels < 0).sum())
+        rows, labels = rows[labels >= 0].reset_index(drop=True), labels[labels >= 0]
+    root = src.root or (find_data_root(path, df) if path is not None else ".")
+    first = next(iter(streams(data).values()))
+    ds = ClipDataset(rows, root, pipes, labels, pseudo=src.pseudo or first["pseudo"],
+                     pseudo_strength=float(first["pseudo_strength"]), cache_bytes=cache_bytes)
+    return ds, skipped
+
+
+def _loss(model, groups: list[Group], weights: Sequence[float], s: Schedule, num_classes: int, mix_src: int | None,
+          lam: float, device: torch.device, amp: bool) -> tuple[torch.Tensor, dict[int, float]]:
+    """sum_s weight_s * mean CE over source s; groups of equal input shape share one forward pass."""
+    groups = [g.to(device) for g in groups]
+    targets = [F.one_hot(g.y, num_classes).float() for g in groups]
+    if mix_src is not None:  # cross-dataset mixup: first k target clips blended with k clips of mix_src
+        t = next((i for i, g in enumerate(groups) if g.source == 0), None)
+        a = next((i for i, g in enumerate(groups) if g.source == mix_src and t is not None
+                  and _same_shape(g.x, groups[t].x)), None)
+        if t is not None and a is not None:
+            k = min(len(groups[t]), len(groups[a]))
+            blend = (lambda u, v: torch.cat([lam * u[:k] + (1 - lam) * v[:k], u[k:]]))
+            x = groups[t].x
+            x = {n: blend(x[n], groups[a].x[n]) for n in x} if isinstance(x, dict) else blend(x, groups[a].x)
+            groups[t] = Group(0, x, groups[t].y)
+            targets[t] = torch.cat([lam * targets[t][:k] + (1 - lam) * targets[a][:k], targets[t][k:]])
+    sums: dict[int, torch.Tensor] = {}
+    counts: dict[int, int] = {}
+    for members in _by_shape(groups):
+        x = _cat([groups[i].x for i in members])
+        n = sum(len(groups[i]) for i in members)
+        lone = not isinstance(x, dict) and x.shape[0] * x.shape[1] * x.shape[3] == 1
+        with autocast(device, amp):  # BatchNorm needs two values per channel: a lone frame is doubled
+            logits = model(x.expand(2, *x.shape[1:]) if lone else x)[:1 if lone else None]
+        logits = logits.float().reshape(n, -1, num_classes).mean(dim=1)
+        ce = F.cross_entropy(logits, torch.cat([targets[i] for i in members]), reduction="none",
+                             label_smoothing=s.label_smoothing)
+        lo = 0
+        for i in members:
+            src, m = groups[i].source, len(groups[i])
+            sums[src] = sums.get(src, 0) + ce[lo:lo + m].sum()
+            counts[src] = counts.get(src, 0) + m
+            lo += m
+    per_source = {src: sums[src] / counts[src] for src in sums}
+    total = sum(weights[src] * v for src, v in per_source.items())
+    return total, {src: float(v.detach()) for src, v in per_source.items()}
+
+
+def _same_shape(a, b) -> bool:
+    if isinstance(a, dict):
+        return all(a[k].shape[1:] == b[k].shape[1:] for k in a)
+    return a.shape[1:] == b.shape[1:]
+
+
+def _by_shape(groups: list[Group]) -> list[list[int]]:
+    out: dict[Any, list[int]] = {}
+    for i, g in enumerate(groups):
+        key = tuple((k, tuple(v.shape[1:])) for k, v in sorted(g.x.items())) if isinstance(g.x, dict) \
+            else tuple(g.x.shape[1:])
+        out.setdefault(key, []).append(i)
+    return list(out.values())
+
+
+def _cat(xs: list):
+    if isinstance(xs[0], dict):
+        return {k: torch.cat([x[k] for x in xs]) for k in xs[0]}
+    return torch.cat(xs) if len(xs) > 1 else xs[0]
+
+
+class MetricsLog:
+    """metrics.jsonl; on resume, lines past the resumed iteration are dropped (they are about to be redone)."""
+
+    def __init__(self, path: Path, resume_step: int | None):
+        self.path = path
+        if resume_step is not None and path.exists():
+            keep = [ln for ln in path.read_text().splitlines() if ln.strip()
+                    and json.loads(ln).get("global_step", 0) <= resume_step]
+            path.write_text("".join(ln + "\n" for ln in keep))
+        elif resume_step is None:
+            path.write_text("")
+
+    def write(self, **entry: Any) -> None:
+        with self.path.open("a") as fh:
+            fh.write(json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in entry.items()}) + "\n")
+
+    def entries(self) -> list[dict]:
+        return [json.loads(ln) for ln in self.path.read_text().splitlines() if ln.strip()]
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def train(cfg: Mapping[str, Any], sources: Sequence[Source], out: str | Path, *, val: Source | None = None,
+          resume: bool = False, classes: list[str] | None = None, device: str | torch.device | None = None,
+          cache_bytes: int = DEFAULT_CACHE_BYTES, console: Console | None = None, progress: bool = True
+          ) -> TrainResult:
+    """Train cfg's model on sources (the first is the target, the rest auxiliary; see trainers.sources).
+
+    val: the validation rows (default: the target manifest's 'val' split when it has usable rows).
+    resume: continue the run in out/ from last.pt (a finished run returns at once); without it an existing run in
+    out/ is an error rather than silently overwritten.
+    """
+    t_start = time.perf_counter()
+    unknown = sorted(set(cfg) - set(CONFIG_KEYS))
+    if unknown:
+        raise ConfigError(f"config: unknown top-level key(s) {unknown}; valid keys: {list(CONFIG_KEYS)}")
+    out, con = Path(out), console or Console(quiet=not progress)
+    s = Schedule.from_config(cfg.get("schedule"))
+    data = resolve_data(cfg)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    amp = device.type == "cuda" if s.amp is None else bool(s.amp)
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    fingerprint = _fingerprint(cfg, sources, s)
+    if last_path.exists() and not resume:
+        raise ConfigError(f"{out} already holds a run (last.pt); pass resume=True / --resume to continue it, "
+                          "or choose another output folder")
+
+    target_df, _ = load_source(sources[0])
+    space = LabelSpace.from_manifest(target_df, s.level, classes)
+    pipes = build_pipelines(data, train=True)
+    datasets, skipped = [], {}
+    for src in sources:
+        ds, skipped[src.name] = _build_source(src, space, pipes, data, cache_bytes)
+        datasets.append(ds)
+    streams_ = [Stream(len(ds), ds.labels, s.batch_size if i == 0 else src.batch_size(s.batch_size),
+                       src.power) for i, (ds, src) in enumerate(zip(datasets, sources))]
+    sampler = MixedBatchSampler(streams_, s.seed)
+    loader = make_loader(datasets, sampler, s.workers, s.seed)
+    weights = [float(src.weight) for src in sources]
+    mix_src = None
+    if s.mixup_alpha > 0 and len(sources) > 1:
+        names = [src.name for src in sources]
+        if s.mixup_source and s.mixup_source not in names[1:]:
+            raise ConfigError(f"schedule.mixup_source: {s.mixup_source!r} is not one of {names[1:]}")
+        mix_src = names.index(s.mixup_source) if s.mixup_source else 1
+
+    if val is None and "split" in target_df and (usable_rows(target_df, "val")[0].shape[0] > 0):
+        val = Source("val", sources[0].manifest, split="val", root=sources[0].root)
+    val_loader = None
+    if val is not None:
+        vdf, vpath = load_source(val)
+        vrows, skipped["val"] = usable_rows(vdf, val.split)
+        vroot = val.root or (find_data_root(vpath, vdf) if vpath is not None else ".")
+        vds = eval_dataset(vrows, vroot, data, space, cache_bytes=cache_bytes)
+        val_loader = make_loader([vds], SequentialBatchSampler(len(vds), s.batch_size), s.workers, s.seed)
+
+    torch.manual_seed(s.seed)
+    model = build_model(cfg["model"], num_classes=space.num_classes).to(device)
+    optimizer = make_optimizer(model, s)
+    meta = {"model": cfg["model"], "classes": list(space.names), "labels": space.to_dict(), "data": data,
+            "input": input_spec(data), "schedule": s.as_dict(), "sources": [src.describe() for src in sources],
+            "fingerprint": fingerprint}
+    epoch, step, best = 0, 0, {"value": None, "epoch": None, "metrics": {}}
+    resume_step = None
+    if resume and last_path.exists():
+        payload = read_checkpoint(last_path)
+        st = payload["train"]
+        if st is None or st.get("fingerprint") != fingerprint:
+            raise ConfigError(f"{last_path} was written by a run with another model, data, schedule or sources; "
+                              "use a new output folder")
+        model.load_state_dict(payload["state_dict"])
+        optimizer.load_state_dict(st["optimizer"])
+        epoch, step, best = int(st["epoch"]), int(st["step"]), dict(st["best"])
+        _set_rng_state(st["rng"])
+        resume_step = epoch * sampler.steps_per_epoch + step
+    out.mkdir(parents=True, exist_ok=True)
+    log = MetricsLog(out / "metrics.jsonl", resume_step)
+    if resume_step is not None:
+        log.write(event="resume", epoch=epoch, step=step, global_step=resume_step)
+    (out / "config.yaml").write_text(yaml.safe_dump({**{k: v for k, v in cfg.items()}, "data": data,
+                                                     "schedule": s.as_dict(),
+                                                     "sources": meta["sources"]}, sort_keys=False))
+
+    def checkpoint(path: Path, with_state: bool, metrics: dict | None = None) -> None:
+        st = None
+        if with_state:
+            st = {"epoch": epoch, "step": step, "optimizer": optimizer.state_dict(), "rng": _rng_state(),
+                  "best": best, "fingerprint": fingerprint}
+        save_checkpoint(path, model, {**meta, "epoch": epoch, "step": step, "metrics": metrics or best["metrics"]}, st)
+
+    spe = sampler.steps_per_epoch
+    running: dict[int, list[float]] = {}
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=con, disable=not progress,
+                  transient=False) as bar:
+        task = bar.add_task("train", total=s.epochs * spe, completed=min(epoch * spe + step, s.epochs * spe), info="")
+        while epoch < s.epochs:
+            sampler.set_epoch(epoch, step)
+            model.train()
+            t0, clips = time.perf_counter(), 0
+            for groups in loader:
+                g_step = epoch * spe + step
+                lr = set_lr(optimizer, s, g_step, spe)
+                lam = float(np.random.default_rng([s.seed, 7, g_step]).beta(s.mixup_alpha, s.mixup_alpha)) \
+                    if mix_src is not None else 1.0
+                loss, parts = _loss(model, groups, weights, s, space.num_classes, mix_src, lam, device, amp)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if s.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
+                optimizer.step()
+                step += 1
+                clips += sum(len(g) for g in groups)
+                for src, v in parts.items():
+                    running.setdefault(src, []).append(v)
+                if step % s.log_every == 0 or step == spe:
+                    elapsed = time.perf_counter() - t0
+                    losses = {f"loss/{sources[k].name}": float(np.mean(v)) for k, v in sorted(running.items())}
+                    log.write(event="train", epoch=epoch, step=step, global_step=g_step + 1, lr=lr,
+                              loss=float(loss.detach()), **losses, clips_per_s=clips / max(elapsed, 1e-9))
+                    running = {}
+                bar.update(task, advance=1, info=f"epoch {epoch + 1}/{s.epochs} loss {float(loss.detach()):.3f} "
+                                                f"lr {lr:.2e}")
+                if s.save_every and step % s.save_every == 0 and step < spe:
+                    checkpoint(last_path, True)
+                    log.write(event="checkpoint", epoch=epoch, step=step, global_step=g_step + 1)
+            epoch, step = epoch + 1, 0
+            if val_loader is not None and (epoch % s.eval_every == 0 or epoch == s.epochs):
+                scores, labels = predict(model, val_loader, device, amp)
+                metrics = scores_metrics(scores, labels, space, vrows)
+                log.write(event="val", epoch=epoch, global_step=epoch * spe, **metrics)
+                value = metrics[s.best_metric]
+                if best["value"] is None or value > best["value"]:
+                    best = {"value": value, "epoch": epoch, "metrics": metrics}
+                    checkpoint(best_path, False, metrics)
+                con.log(f"epoch {epoch}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k != "n"))
+            checkpoint(last_path, True)
+            log.write(event="checkpoint", epoch=epoch, step=0, global_step=epoch * spe)
+            plot_curve(log.entries(), out / "curve.png")
+    return TrainResult(out, last_path, best_path if best_path.exists() else None, best["metrics"], epoch,
+                       time.perf_counter() - t_start, space, skipped,
+                       {src.name: len(ds) for src, ds in zip(sources, datasets)})
