@@ -14,6 +14,11 @@ PUBLISHED = [
     ("timesformer_spaceonly", 86.11, "MMAction2 TimeSformer spaceOnly 8x32x1 K400"),
     ("vivit_fe", 115.1, "ViViT paper Table 2, ViViT-B FE 16x2 (no codebase in models.md has ViViT)"),
     ("s3d", 8.32, "torchvision s3d, 400 classes (8,320,048; built and compared in test_models2d)"),
+    ("i3d_r50", 28.0, "MMAction2 I3D R50 32x2x1 K400 (PyTorchVideo: 28.04M)"),
+    ("slowonly_r50", 32.45, "MMAction2 SlowOnly R50 8x8x1 K400"),
+    ("r2plus1d_r34", 63.8, "MMAction2 R(2+1)D R34 8x8x1 K400"),
+    ("ircsn_r152", 29.70, "MMAction2 ir-CSN R152 32x2x1 K400"),
+    ("ipcsn_r152", 33.02, "MMAction2 ip-CSN R152 32x2x1 K400"),
 ]
 
 

@@ -6,6 +6,7 @@ of valid keys. Backbones expose `out_channels` (the head's in_channels default).
 from trainers.models.heads import I3DHead, SlowFastHead, TransformerHead, TSMHead, TSNHead
 from trainers.models.recognizers import Recognizer2D, Recognizer3D
 from trainers.models.resnet2d import ResNet2d
+from trainers.models.resnet3d import ResNet3d, resnet2plus1d, resnet3d_csn, resnet3d_slowonly
 from trainers.models.s3d import S3D
 from trainers.models.timesformer import TimeSformer
 from trainers.models.tsm import resnet_tsm
@@ -18,6 +19,10 @@ BACKBONES = {
     "TimeSformer": TimeSformer,
     "ViViT": ViViT,
     "S3D": S3D,
+    "ResNet3d": ResNet3d,
+    "ResNet3dSlowOnly": resnet3d_slowonly,
+    "ResNet2Plus1d": resnet2plus1d,
+    "ResNet3dCSN": resnet3d_csn,
 }
 
 HEADS = {
