@@ -6,6 +6,7 @@ import click
 from curate import __version__
 from curate.cli import datasets as _datasets
 from curate.cli import demo as _demo
+from curate.cli import gym as _gym
 from curate.cli import info as _info
 from curate.cli import serve_web as _serve_web
 from curate.cli import train as _train
@@ -29,6 +30,7 @@ cli.add_command(_serve_web.serve_web)
 cli.add_command(_demo.demo)
 cli.add_command(_train.train)
 cli.add_command(_train.evaluate)
+cli.add_command(_gym.gym)
 
 
 def main() -> None:
