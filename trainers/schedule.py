@@ -42,6 +42,7 @@ class Schedule:
     save_every: int = 0                 # iterations between mid-epoch resume checkpoints (0: epoch ends only)
     log_every: int = 10                 # iterations between metric log lines
     workers: int = 0                    # DataLoader worker processes
+    sync_bn: bool = True                # under torchrun on GPU: BatchNorm statistics over the global batch
     seed: int = 0
     level: str = "label"                # label, element, set or event: which hierarchy level is the class
     best_metric: str = "top1"           # top1, top5 or mean_class_acc: what best.pt keeps the best of

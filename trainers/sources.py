@@ -180,3 +180,37 @@ class SequentialBatchSampler:
     def __iter__(self):
         for lo in range(0, self.size, self.batch_rows):
             yield [(0, r, (self.seed, r)) for r in range(lo, min(lo + self.batch_rows, self.size))]
+
+
+class RankShard:
+    """One rank's part of every iteration of a MixedBatchSampler under data parallelism: of each source's keys, every
+    `world`-th starting at `rank` (so the cross-dataset mixup pairs, target i with aux i, stay on one rank). The
+    global batch, its order and every sample's seed are those of one process. A rank left without keys (a short
+    last batch) gets the iteration's first key, which the loop weights 0, so every rank still runs forward and
+    backward."""
+
+    def __init__(self, sampler: MixedBatchSampler, rank: int, world: int):
+        self.sampler, self.rank, self.world = sampler, int(rank), int(world)
+        self.steps_per_epoch = sampler.steps_per_epoch
+
+    def set_epoch(self, epoch: int, start_step: int = 0) -> None:
+        self.sampler.set_epoch(epoch, start_step)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def split(self, keys: list[tuple[int, int, tuple]]) -> tuple[list[tuple[int, int, tuple]], dict[int, int], bool]:
+        """(this rank's keys, global clip count per source, whether the keys are padding)."""
+        by_source: dict[int, list] = {}
+        for key in keys:
+            by_source.setdefault(key[0], []).append(key)
+        mine = [k for ks in by_source.values() for k in ks[self.rank::self.world]]
+        counts = {src: len(ks) for src, ks in by_source.items()}
+        return (mine, counts, False) if mine else (keys[:1], counts, True)
+
+    def batch(self, epoch: int, step: int) -> tuple[list[tuple[int, int, tuple]], dict[int, int], bool]:
+        return self.split(self.sampler.batch(epoch, step))
+
+    def __iter__(self):
+        for step in range(self.sampler.start_step, self.steps_per_epoch):
+            yield self.batch(self.sampler.epoch, step)[0]

@@ -26,6 +26,7 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from trainers import distributed as ddp
 from trainers.checkpoint import read_checkpoint, save_checkpoint
 from trainers.config import ConfigError, build_model
 from trainers.data import ClipDataset, Group, LabelSpace, find_data_root, make_loader, usable_rows
@@ -33,7 +34,7 @@ from trainers.evaluate import autocast, eval_dataset, predict, scores_metrics
 from trainers.inputs import build_pipelines, input_spec, resolve_data, streams
 from trainers.plots import plot_curve
 from trainers.schedule import Schedule, make_optimizer, set_lr
-from trainers.sources import MixedBatchSampler, SequentialBatchSampler, Source, Stream, load_source
+from trainers.sources import MixedBatchSampler, RankShard, SequentialBatchSampler, Source, Stream, load_source
 
 CONFIG_KEYS = ("model", "data", "schedule")
 DEFAULT_CACHE_BYTES = 512 << 20
@@ -76,7 +77,7 @@ def make_config(model: str | Path, tiny: bool = False, sets: Sequence[str] = (),
 def _fingerprint(cfg: Mapping[str, Any], sources: Sequence[Source], schedule: Schedule) -> str:
     """What must not change across a resume (the number of epochs and logging knobs may)."""
     sched = {k: v for k, v in schedule.as_dict().items()
-             if k not in ("epochs", "eval_every", "log_every", "save_every", "workers")}
+             if k not in ("epochs", "eval_every", "log_every", "save_every", "workers", "sync_bn")}
     blob = json.dumps({"model": cfg["model"], "data": cfg.get("data"), "schedule": sched,
                        "sources": [s.describe() for s in sources]}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -98,8 +99,10 @@ def _build_source(src: Source, space: LabelSpace, pipes, data: Mapping[str, Any]
 
 
 def _loss(model, groups: list[Group], weights: Sequence[float], s: Schedule, num_classes: int, mix_src: int | None,
-          lam: float, device: torch.device, amp: bool) -> tuple[torch.Tensor, dict[int, float]]:
-    """sum_s weight_s * mean CE over source s; groups of equal input shape share one forward pass."""
+          lam: float, device: torch.device, amp: bool, denom: Mapping[int, int] | None = None
+          ) -> tuple[torch.Tensor, dict[int, float]]:
+    """sum_s weight_s * mean CE over source s; groups of equal input shape share one forward pass. denom: the
+    clips per source of the whole (global) batch when these groups are one rank's part of it."""
     groups = [g.to(device) for g in groups]
     targets = [F.one_hot(g.y, num_classes).float() for g in groups]
     if mix_src is not None:  # cross-dataset mixup: first k target clips blended with k clips of mix_src
@@ -130,7 +133,7 @@ def _loss(model, groups: list[Group], weights: Sequence[float], s: Schedule, num
             sums[src] = sums.get(src, 0) + ce[lo:lo + m].sum()
             counts[src] = counts.get(src, 0) + m
             lo += m
-    per_source = {src: sums[src] / counts[src] for src in sums}
+    per_source = {src: sums[src] / (denom or counts)[src] for src in sums}
     total = sum(weights[src] * v for src, v in per_source.items())
     return total, {src: float(v.detach()) for src, v in per_source.items()}
 
@@ -159,8 +162,10 @@ def _cat(xs: list):
 class MetricsLog:
     """metrics.jsonl; on resume, lines past the resumed iteration are dropped (they are about to be redone)."""
 
-    def __init__(self, path: Path, resume_step: int | None):
-        self.path = path
+    def __init__(self, path: Path, resume_step: int | None, enabled: bool = True):
+        self.path, self.enabled = path, enabled
+        if not enabled:
+            return
         if resume_step is not None and path.exists():
             keep = [ln for ln in path.read_text().splitlines() if ln.strip()
                     and json.loads(ln).get("global_step", 0) <= resume_step]
@@ -169,6 +174,8 @@ class MetricsLog:
             path.write_text("")
 
     def write(self, **entry: Any) -> None:
+        if not self.enabled:
+            return
         with self.path.open("a") as fh:
             fh.write(json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in entry.items()}) + "\n")
 
@@ -198,15 +205,26 @@ def train(cfg: Mapping[str, Any], sources: Sequence[Source], out: str | Path, *,
     val: the validation rows (default: the target manifest's 'val' split when it has usable rows).
     resume: continue the run in out/ from last.pt (a finished run returns at once); without it an existing run in
     out/ is an error rather than silently overwritten.
+    Under torchrun every rank calls this with the same arguments (trainers.distributed): schedule.batch_size stays
+    the global batch, and the run gives the loss curve of one process.
     """
+    rank, device, started = ddp.setup(device)
+    try:
+        return _train(cfg, sources, Path(out), val, resume, classes, device, rank, cache_bytes,
+                      console or Console(quiet=not progress), progress and rank.main)
+    finally:
+        ddp.teardown(started)
+
+
+def _train(cfg: Mapping[str, Any], sources: Sequence[Source], out: Path, val: Source | None, resume: bool,
+           classes: list[str] | None, device: torch.device, rank: ddp.Rank, cache_bytes: int, con: Console,
+           progress: bool) -> TrainResult:
     t_start = time.perf_counter()
     unknown = sorted(set(cfg) - set(CONFIG_KEYS))
     if unknown:
         raise ConfigError(f"config: unknown top-level key(s) {unknown}; valid keys: {list(CONFIG_KEYS)}")
-    out, con = Path(out), console or Console(quiet=not progress)
     s = Schedule.from_config(cfg.get("schedule"))
     data = resolve_data(cfg)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     amp = device.type == "cuda" if s.amp is None else bool(s.amp)
     last_path, best_path = out / "last.pt", out / "best.pt"
     fingerprint = _fingerprint(cfg, sources, s)
@@ -224,7 +242,8 @@ def train(cfg: Mapping[str, Any], sources: Sequence[Source], out: str | Path, *,
     streams_ = [Stream(len(ds), ds.labels, s.batch_size if i == 0 else src.batch_size(s.batch_size),
                        src.power) for i, (ds, src) in enumerate(zip(datasets, sources))]
     sampler = MixedBatchSampler(streams_, s.seed)
-    loader = make_loader(datasets, sampler, s.workers, s.seed)
+    shard = RankShard(sampler, rank.rank, rank.world) if rank.active else None
+    loader = make_loader(datasets, shard or sampler, s.workers, s.seed)
     weights = [float(src.weight) for src in sources]
     mix_src = None
     if s.mixup_alpha > 0 and len(sources) > 1:
@@ -236,7 +255,7 @@ def train(cfg: Mapping[str, Any], sources: Sequence[Source], out: str | Path, *,
     if val is None and "split" in target_df and (usable_rows(target_df, "val")[0].shape[0] > 0):
         val = Source("val", sources[0].manifest, split="val", root=sources[0].root)
     val_loader = None
-    if val is not None:
+    if val is not None and rank.main:
         vdf, vpath = load_source(val)
         vrows, skipped["val"] = usable_rows(vdf, val.split)
         vroot = val.root or (find_data_root(vpath, vdf) if vpath is not None else ".")
@@ -250,7 +269,9 @@ def train(cfg: Mapping[str, Any], sources: Sequence[Source], out: str | Path, *,
             "input": input_spec(data), "schedule": s.as_dict(), "sources": [src.describe() for src in sources],
             "fingerprint": fingerprint}
     epoch, step, best = 0, 0, {"value": None, "epoch": None, "metrics": {}}
-    resume_step = None
+    resume_step, note = None, {}
+    if rank.active:  # dropout and other randomness in the step differ per rank (the data does not: keys are seeded)
+        torch.manual_seed(s.seed + 7919 * (rank.rank + 1))
     if resume and last_path.exists():
         payload = read_checkpoint(last_path)
         st = payload["train"]
@@ -260,22 +281,31 @@ def train(cfg: Mapping[str, Any], sources: Sequence[Source], out: str | Path, *,
         model.load_state_dict(payload["state_dict"])
         optimizer.load_state_dict(st["optimizer"])
         epoch, step, best = int(st["epoch"]), int(st["step"]), dict(st["best"])
-        _set_rng_state(st["rng"])
+        states = st.get("rng_ranks") or [st["rng"]]
+        _set_rng_state(states[rank.rank] if len(states) == rank.world else states[0])
+        if len(states) != rank.world:
+            note = {"note": f"world size {len(states)} -> {rank.world}: the data is the same, random masks differ"}
         resume_step = epoch * sampler.steps_per_epoch + step
+    net = ddp.wrap(model, rank, device, s.sync_bn)
     out.mkdir(parents=True, exist_ok=True)
-    log = MetricsLog(out / "metrics.jsonl", resume_step)
+    log = MetricsLog(out / "metrics.jsonl", resume_step, enabled=rank.main)
     if resume_step is not None:
-        log.write(event="resume", epoch=epoch, step=step, global_step=resume_step)
-    (out / "config.yaml").write_text(yaml.safe_dump({**{k: v for k, v in cfg.items()}, "data": data,
-                                                     "schedule": s.as_dict(),
-                                                     "sources": meta["sources"]}, sort_keys=False))
+        log.write(event="resume", epoch=epoch, step=step, global_step=resume_step, world=rank.world, **note)
+    if rank.main:
+        (out / "config.yaml").write_text(yaml.safe_dump({**{k: v for k, v in cfg.items()}, "data": data,
+                                                         "schedule": s.as_dict(), "world": rank.world,
+                                                         "sources": meta["sources"]}, sort_keys=False))
 
     def checkpoint(path: Path, with_state: bool, metrics: dict | None = None) -> None:
+        """Training-state checkpoints are collective (every rank's RNG state goes in); rank 0 writes."""
         st = None
         if with_state:
-            st = {"epoch": epoch, "step": step, "optimizer": optimizer.state_dict(), "rng": _rng_state(),
-                  "best": best, "fingerprint": fingerprint}
-        save_checkpoint(path, model, {**meta, "epoch": epoch, "step": step, "metrics": metrics or best["metrics"]}, st)
+            rngs = ddp.gather(_rng_state(), rank)
+            st = {"epoch": epoch, "step": step, "optimizer": optimizer.state_dict(), "rng": rngs[0],
+                  "best": best, "fingerprint": fingerprint, **({"rng_ranks": rngs} if rank.active else {})}
+        if rank.main:
+            save_checkpoint(path, model, {**meta, "epoch": epoch, "step": step,
+                                          "metrics": metrics or best["metrics"]}, st)
 
     spe = sampler.steps_per_epoch
     running: dict[int, list[float]] = {}
@@ -285,21 +315,28 @@ def train(cfg: Mapping[str, Any], sources: Sequence[Source], out: str | Path, *,
         task = bar.add_task("train", total=s.epochs * spe, completed=min(epoch * spe + step, s.epochs * spe), info="")
         while epoch < s.epochs:
             sampler.set_epoch(epoch, step)
-            model.train()
+            net.train()
             t0, clips = time.perf_counter(), 0
             for groups in loader:
                 g_step = epoch * spe + step
                 lr = set_lr(optimizer, s, g_step, spe)
                 lam = float(np.random.default_rng([s.seed, 7, g_step]).beta(s.mixup_alpha, s.mixup_alpha)) \
                     if mix_src is not None else 1.0
-                loss, parts = _loss(model, groups, weights, s, space.num_classes, mix_src, lam, device, amp)
+                counts, padding = (shard.batch(epoch, step)[1:] if shard else (None, False))
+                loss, parts = _loss(net, groups, weights, s, space.num_classes, mix_src, lam, device, amp, counts)
+                if padding:
+                    loss, parts = loss * 0, {}
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                (loss * rank.world).backward()    # DDP averages gradients over ranks; the global loss is their sum
                 if s.grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
                 optimizer.step()
                 step += 1
-                clips += sum(len(g) for g in groups)
+                if shard:
+                    summed = ddp.all_sum([float(loss.detach())] + [parts.get(k, 0.0) for k in range(len(sources))],
+                                         rank, device)
+                    loss, parts = torch.tensor(summed[0]), {k: summed[1 + k] for k in counts}
+                clips += sum(counts.values()) if shard else sum(len(g) for g in groups)
                 for src, v in parts.items():
                     running.setdefault(src, []).append(v)
                 if step % s.log_every == 0 or step == spe:
@@ -325,7 +362,9 @@ def train(cfg: Mapping[str, Any], sources: Sequence[Source], out: str | Path, *,
                 con.log(f"epoch {epoch}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k != "n"))
             checkpoint(last_path, True)
             log.write(event="checkpoint", epoch=epoch, step=0, global_step=epoch * spe)
-            plot_curve(log.entries(), out / "curve.png")
+            if rank.main:
+                plot_curve(log.entries(), out / "curve.png")
+    ddp.barrier(rank)   # every rank returns after rank 0's files are written
     return TrainResult(out, last_path, best_path if best_path.exists() else None, best["metrics"], epoch,
                        time.perf_counter() - t_start, space, skipped,
                        {src.name: len(ds) for src, ds in zip(sources, datasets)})

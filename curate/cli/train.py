@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -58,12 +60,21 @@ def _bundled() -> str:
 @click.option("--save-every", type=int, default=None, help="Iterations between mid-epoch resume checkpoints.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt (exactly where it stopped).")
-def train(manifest_path: Path, model_name: str | None, config_file: Path | None, tiny: bool, sources: tuple[str, ...],
+@click.option("--nproc-per-node", type=click.IntRange(min=1), default=None,
+              help="Data-parallel processes on this machine (one per GPU): relaunches through torchrun. "
+                   "--batch-size stays the global batch.")
+@click.option("--nnodes", default="1", show_default=True, help="Machines in the run (torchrun's --nnodes).")
+@click.option("--node-rank", type=int, default=0, show_default=True, help="This machine's index among --nnodes.")
+@click.option("--master-addr", default=None, help="Address of node 0 (multi-node runs).")
+@click.option("--master-port", type=int, default=None, help="Port on node 0 (multi-node runs; default 29500).")
+@click.pass_context
+def train(ctx: click.Context, manifest_path: Path, model_name: str | None, config_file: Path | None, tiny: bool, sources: tuple[str, ...],
           split: str, val_split: str, level: str | None, data_root: Path | None, out: Path | None,
           epochs: int | None, batch_size: int | None, lr: float | None, optimizer: str | None, clip_len: int | None,
           frame_interval: int | None, num_clips: int | None, size: int | None, pretrained: str | None,
           sets: tuple[str, ...], workers: int | None, seed: int | None, save_every: int | None, device: str | None,
-          resume: bool) -> None:
+          resume: bool, nproc_per_node: int | None, nnodes: str, node_rank: int, master_addr: str | None,
+          master_port: int | None) -> None:
     """Train a recognizer on MANIFEST (the target) and optional auxiliary sources.
 
     \b
@@ -76,7 +87,17 @@ def train(manifest_path: Path, model_name: str | None, config_file: Path | None,
     Examples:
       curate train world/manifests/target.parquet --model tsn_r50 --tiny --size 64 --epochs 20
       curate train target.parquet --model slowonly_r50 --source web=web.parquet:share=0.5,power=0.5
+      curate train target.parquet --model tsm_r50 --nproc-per-node 8        # DDP on 8 GPUs (torchrun)
     """
+    from trainers import distributed
+
+    if (nproc_per_node or str(nnodes) != "1") and not distributed.under_torchrun():
+        launch = ("nproc_per_node", "nnodes", "node_rank", "master_addr", "master_port")
+        cmd = distributed.torchrun_command(["train", *_forward_args(ctx, skip=launch)], nproc_per_node or 1,
+                                           nnodes, node_rank, master_addr, master_port)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parents[2]),
+                                                                        os.environ.get("PYTHONPATH")]))}
+        ctx.exit(subprocess.call(cmd, env=env))
     from trainers.sources import Source, parse_source
     from trainers.train import make_config
     from trainers.train import train as run
@@ -109,7 +130,25 @@ def train(manifest_path: Path, model_name: str | None, config_file: Path | None,
         result = run(cfg, [target, *aux], out, val=val, resume=resume, device=device, console=con)
     except (ConfigError, CheckpointError, mf.ManifestError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
-    _train_summary(con, result)
+    if distributed.from_env().main:
+        _train_summary(con, result)
+
+
+def _forward_args(ctx: click.Context, skip: tuple[str, ...]) -> list[str]:
+    """The command line that gives this command's parsed parameters again (minus `skip`): what torchrun runs."""
+    args: list[str] = []
+    for p in ctx.command.params:
+        value = ctx.params.get(p.name)
+        if p.name in skip or value is None or value == () or (isinstance(p, click.Option) and p.is_flag and not value):
+            continue
+        if isinstance(p, click.Argument):
+            args.append(str(value))
+        elif p.is_flag:
+            args.append(p.opts[0])
+        else:
+            for v in (value if p.multiple else [value]):
+                args += [p.opts[0], str(v)]
+    return args
 
 
 def _train_summary(con: Console, r) -> None:
