@@ -349,8 +349,8 @@ def to_manifests(data: dict, cats: Categories, split_rows: dict[tuple[str, str],
 
 def read_annotations(annotation: str | Path, categories: str | Path, version: str | None = None,
                      source: str = "youtube", primary: str | None = None,
-                     problems: list[Problem] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """FineGym files -> (events, elements) manifests; raises GymError listing every problem (unless `problems`
+                     problems: list[Problem] | None = None) -> tuple[pd.DataFrame, pd.DataFrame, Categories]:
+    """FineGym files -> (events, elements, categories); raises GymError listing every problem (unless `problems`
     is given, which then collects them and the tables are built from what could be read)."""
     collect = problems if problems is not None else []
     cats = read_categories(categories, collect)
@@ -359,7 +359,20 @@ def read_annotations(annotation: str | Path, categories: str | Path, version: st
     split_rows = {}
     for (subset, split), path in sorted(find_split_files(categories, version).items()):
         split_rows[subset, split] = [(f"{path}:{no}", clip, label) for no, clip, label in read_split(path, collect)]
-    tables = to_manifests(data, cats, split_rows, collect, source, primary)
+    events, elements = to_manifests(data, cats, split_rows, collect, source, primary)
     if problems is None and collect:
         raise GymError(collect)
-    return tables
+    return events, elements, cats
+
+
+def categories_to_json(cats: Categories) -> str:
+    """Categories as JSON text (stored in the manifests' metadata, so export needs no other file)."""
+    return json.dumps({"events": cats.events, "sets": cats.sets, "elements": cats.elements,
+                       "subsets": cats.subsets, "full": cats.full})
+
+
+def categories_from_json(text: str) -> Categories:
+    d = json.loads(text)
+    ints = lambda m: {int(k): v for k, v in m.items()}  # noqa: E731 - JSON keys are strings
+    return Categories(ints(d["events"]), ints(d["sets"]), {int(k): tuple(v) for k, v in d["elements"].items()},
+                      {s: ints(m) for s, m in d["subsets"].items()}, d["full"])

@@ -120,7 +120,7 @@ def test_real_category_files_parse_with_the_published_counts():
 
 def test_fixture_imports_to_exact_counts_and_labels(tmp_path):
     ann, cats = write_fixture(tmp_path)
-    events, elements = fg.read_annotations(ann, cats, version="v1.0")
+    events, elements, _ = fg.read_annotations(ann, cats, version="v1.0")
     assert len(events) == 7 and len(elements) == 10
     assert sorted(events["event"].value_counts().items()) == [("BB", 1), ("FX", 1), ("UB", 2), ("VT", 2),
                                                               ("men_7", 1)]
@@ -186,7 +186,7 @@ def test_every_planted_error_is_reported_with_its_place(tmp_path):
         assert any(where in p and what in p for p in got), (where, what, got)
     assert len(got) == len(expected), "\n".join(got)
     problems: list[fg.Problem] = []
-    events, elements = fg.read_annotations(ann, cats, version="v1.0", problems=problems)
+    events, elements, _ = fg.read_annotations(ann, cats, version="v1.0", problems=problems)
     assert len(problems) == len(expected) and len(events) == 7 and len(elements) == 12
 
 
@@ -214,3 +214,113 @@ def test_cli_import_writes_manifests_and_refuses_broken_files(tmp_path):
     assert res.exit_code == 1 and "stages is 1 but 2 stage timestamps" in res.output and not out2.exists()
     res = CliRunner().invoke(cli, ["gym", "validate", str(ann2), str(cats)])
     assert res.exit_code == 1 and "1 problem(s)" in res.output
+
+
+def test_import_export_import_gives_identical_tables(tmp_path):
+    from curate import gymbuild
+
+    ann, cats_dir = write_fixture(tmp_path)
+    events, elements, cats = fg.read_annotations(ann, cats_dir, version="v1.0")
+    out = tmp_path / "export"
+    paths = gymbuild.write_files(events, elements, cats, out)
+    assert {p.name for p in paths} >= {"annotation.json", "gym530_categories.txt", "gym99_categories.txt",
+                                       "gym99_train_element.txt", "gym288_val_element.txt", "set_categories.txt"}
+    assert (out / "gym99_categories.txt").read_text() == "".join(ln.rstrip() + "\n" for ln in GYM99.splitlines())
+    again_events, again_elements, again_cats = fg.read_annotations(out / "annotation.json", out)
+    pd.testing.assert_frame_equal(again_events, events)
+    pd.testing.assert_frame_equal(again_elements, elements)
+    assert again_cats == cats
+    assert json.loads((out / "annotation.json").read_text())["Xy9_abc-DEF"]["E_002010_002071"]["segments"] is None
+    lists = gymbuild.mmaction_lists(elements, tmp_path / "lists")
+    got = (tmp_path / "lists" / "gym99_val.txt").read_text().splitlines()
+    assert sorted(got) == sorted(f"{c}.mp4 {GYM99_IDS.index(g)}" for c, (g, s, _) in CLIPS.items() if s == "val")
+    assert {p.name for p in lists} == {"gym99_train.txt", "gym99_val.txt", "gym288_train.txt", "gym288_val.txt"}
+
+
+def test_demo_world_builds_finegym_files_that_import_to_the_same_tables(tiny_world, tmp_path):
+    from curate import gymbuild
+
+    tree = json.loads(tiny_world.hierarchy.read_text())
+    truth_events = pd.read_parquet(tiny_world.truth_events)
+    actions = pd.read_parquet(tiny_world.truth_actions)
+    events, elements, cats, ignored = gymbuild.build(tree, truth_events, actions, source="synthetic", min_count=2)
+    routine = actions[actions["kind"] == "routine"]
+    assert len(events) == len(truth_events) and len(elements) == len(routine) and ignored == len(actions) - len(routine)
+    assert list(events["clip_id"].str[-15:]) == list(truth_events.sort_values(["video_id", "start_s"])["event_key"])
+    assert sorted(elements["element_id"]) == sorted(routine["label_id"])
+    assert (elements.groupby("source_id")["split"].nunique() == 1).all()       # video-disjoint splits
+    files = gymbuild.write_files(events, elements, cats, tmp_path / "finegym")
+    again_events, again_elements, again_cats = fg.read_annotations(tmp_path / "finegym" / "annotation.json",
+                                                                   tmp_path / "finegym", source="synthetic")
+    pd.testing.assert_frame_equal(again_events, events)
+    pd.testing.assert_frame_equal(again_elements, elements)
+    assert again_cats == cats and len(files) >= 6
+    late = routine.iloc[:1].assign(start_s=routine["start_s"].iloc[0] + 0.5)      # overlaps the first element
+    broken = pd.concat([late, routine.iloc[:-1], routine.iloc[-1:].assign(end_s=999.0)])  # runs past its event
+    with pytest.raises(fg.GymError) as info:
+        gymbuild.build(tree, truth_events, broken)
+    got = sorted(p.message.split(" (")[0] for p in info.value.problems)
+    assert got[0] == "lies in no event of its video" and got[1].startswith("overlaps A_") and len(got) == 2, got
+
+
+def test_trim_cuts_events_then_elements_within_one_frame_and_resumes(tiny_world, tmp_path):
+    import numpy as np
+
+    from curate import gymbuild, gymtrim, media
+
+    tree = json.loads(tiny_world.hierarchy.read_text())
+    events, elements, _, _ = gymbuild.build(tree, pd.read_parquet(tiny_world.truth_events),
+                                            pd.read_parquet(tiny_world.truth_actions), source="synthetic")
+    videos = tiny_world.root / "web" / "v"
+    find = gymtrim.video_finder(videos)
+    events = events.copy()
+    lost = events["source_id"].iloc[-1]
+    root = tmp_path / "data"
+    ev = gymtrim.trim_events(events, root, lambda v: None if v == lost else find(v))
+    assert (ev["status"] == "ok").sum() == (events["source_id"] != lost).sum()
+    assert ev.loc[ev["source_id"] == lost, "error"].str.startswith("missing:").all()
+    el = gymtrim.trim_elements(elements, ev, root)
+    ok, fps = el[el["status"] == "ok"], float(el["fps"].dropna().iloc[0])
+    assert len(ok) == (elements["source_id"] != lost).sum() > 0
+    assert el.loc[el["status"] != "ok", "error"].str.contains("is not trimmed").all()
+    assert np.all(np.abs(ok["duration_s"] - (ok["end_s"] - ok["start_s"])) <= 1 / fps + 1e-6)
+    # the first frame of an element clip is the source frame at the element's start
+    row = ok.iloc[0]
+    clip0 = media.read_frames(root / row["path"], [0]).astype(float)
+    start = int(round(row["start_s"] * fps))
+    src = media.read_frames(videos / f"{row['source_id']}.mp4", list(range(start - 2, start + 3))).astype(float)
+    assert int(np.argmin([np.abs(f - clip0[0]).mean() for f in src])) == 2
+    # resume: nothing is re-cut; a deleted clip is cut again; direct cuts agree with two-stage ones
+    stamp = {p: (root / p).stat().st_mtime_ns for p in ok["path"]}
+    (root / ok["path"].iloc[1]).unlink()
+    seen = []
+    el2 = gymtrim.trim_elements(el, ev, root, on_item=lambda i, outcome: seen.append(outcome))
+    assert seen.count("skipped") == len(ok) - 1 and (root / ok["path"].iloc[1]).is_file()
+    assert all((root / p).stat().st_mtime_ns == t for p, t in stamp.items() if p != ok["path"].iloc[1])
+    pd.testing.assert_frame_equal(el2[el2["status"] == "ok"].drop(columns="sha256"), ok.drop(columns="sha256"))
+    direct = gymtrim.trim_elements(elements.iloc[:2], events, tmp_path / "direct", find)
+    assert np.allclose(direct["duration_s"], el["duration_s"].iloc[:2], atol=1 / fps)
+
+
+def test_cli_build_export_crawl_trim_on_the_demo_world(tiny_world, tmp_path):
+    from click.testing import CliRunner
+
+    from curate import manifest as mf
+    from curate.cli import cli
+
+    run = lambda *a: CliRunner().invoke(cli, ["gym", *map(str, a)])  # noqa: E731
+    out = tmp_path / "gym"
+    res = run("build", "--world", tiny_world.root, "-o", out)
+    assert res.exit_code == 0, res.output
+    assert (out / "finegym" / "annotation.json").is_file() and (out / "mmaction" / "gym4_train.txt").is_file()
+    res = run("crawl", out, "-o", tmp_path / "sources.parquet")
+    assert res.exit_code == 0 and "2 source videos, 2 new" in res.output, res.output
+    sources = mf.read(tmp_path / "sources.parquet")
+    assert set(sources["status"]) == {"planned"} and sources["url"].str.contains("watch?v=", regex=False).all()
+    assert "0 new" in run("crawl", out, "-o", tmp_path / "sources.parquet").output
+    res = run("trim", out, "--root", tmp_path / "data", "--videos", tiny_world.root / "web" / "v", "--level", "events")
+    assert res.exit_code == 0, res.output
+    assert set(mf.read(out / "events.parquet")["status"]) == {"ok"}
+    res = run("export", out, "-o", tmp_path / "export", "--only-on-disk")
+    assert res.exit_code == 0 and "wrote" in res.output
+    assert (tmp_path / "export" / "mmaction").is_dir() and not list((tmp_path / "export" / "mmaction").iterdir())

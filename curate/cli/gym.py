@@ -1,6 +1,7 @@
 """`curate gym ...`: FineGym-style hierarchical annotations (import, validate, build, export, crawl, trim)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -8,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from curate import finegym as fg
-from curate import gymstats
+from curate import gymbuild, gymstats, gymtrim
 from curate import manifest as mf
 
 _ANN = click.argument("annotation", type=click.Path(exists=True, dir_okay=False))
@@ -78,6 +79,13 @@ def write_tables(events, elements, out: Path, meta: dict[str, str]) -> tuple[Pat
     return mf.write(events, out / "events.parquet", meta), mf.write(elements, out / "elements.parquet", meta)
 
 
+def _load(folder: str):
+    try:
+        return gymbuild.read_manifests(folder)
+    except (fg.GymError, mf.ManifestError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @gym.command("import")
 @_ANN
 @_CATS
@@ -97,12 +105,12 @@ def import_(annotation: str, categories: str, version: str | None, source: str, 
     is listed with its file and line or JSON key path.
     """
     try:
-        events, elements = fg.read_annotations(annotation, categories, version, source, primary)
+        events, elements, cats = fg.read_annotations(annotation, categories, version, source, primary)
     except fg.GymError as exc:
         _problems(exc.problems)
         raise SystemExit(1) from exc
     outp = Path(out)
-    meta = {"dataset": "finegym", "annotation": str(annotation), "categories": str(categories)}
+    meta = {"dataset": "finegym", "annotation": str(annotation), "gym_categories": fg.categories_to_json(cats)}
     paths = write_tables(events, elements, outp, meta)
     show(events, elements, f"{annotation}", outp / "gym_stats.png" if plot else None)
     click.echo(f"wrote {paths[0]} and {paths[1]}")
@@ -117,7 +125,7 @@ def validate(annotation: str, categories: str, version: str | None) -> None:
     counts that do not match their timestamps, keys that do not match their times, labels missing from the
     category files, split lines naming unknown clips. Exit status 1 when there is any."""
     problems: list[fg.Problem] = []
-    events, elements = fg.read_annotations(annotation, categories, version, problems=problems)
+    events, elements, _ = fg.read_annotations(annotation, categories, version, problems=problems)
     if problems:
         _problems(problems)
         raise SystemExit(1)
@@ -132,3 +140,131 @@ def stats(folder: str, plot: str | None) -> None:
     """Statistics of FOLDER/events.parquet and FOLDER/elements.parquet."""
     events, elements = mf.read(Path(folder) / "events.parquet"), mf.read(Path(folder) / "elements.parquet")
     show(events, elements, folder, Path(plot) if plot else Path(folder) / "gym_stats.png")
+
+
+@gym.command("build")
+@click.option("--world", type=click.Path(exists=True, file_okay=False),
+              help="A demo world (curate.synth): its hierarchy.json, truth/events.parquet and truth/actions.parquet.")
+@click.option("--hierarchy", type=click.Path(exists=True, dir_okay=False),
+              help='JSON {"events": [{id, name}], "sets": [{id, name, event_id}], "elements": [{id, name, set_id, event_id}]}.')
+@click.option("--events", "events_path", type=click.Path(exists=True, dir_okay=False),
+              help="CSV/Parquet of event instances: video_id, start_s, end_s, event_id.")
+@click.option("--segments", "segments_path", type=click.Path(exists=True, dir_okay=False),
+              help="CSV/Parquet of timed elements: video_id, start_s, end_s, element_id (or label_id); optional "
+                   "`instance` (rows sharing it are the stages of one element) and `split`.")
+@click.option("--val-fraction", default=0.3, show_default=True, help="Share of videos put in val (video-disjoint).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--name", default=None, help="Name of the full element list (default gym<N>).")
+@click.option("--min-count", type=int, default=None,
+              help="Also write a subset of the elements with at least this many train instances (like Gym99).")
+@click.option("--source", default=None, help="Manifest `source` (default synthetic for --world, else youtube).")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False))
+def build(world, hierarchy, events_path, segments_path, val_fraction, seed, name, min_count, source, out) -> None:
+    """Build FineGym-format annotations for another sport or the demo world.
+
+    \b
+    Writes OUT/events.parquet and OUT/elements.parquet, OUT/finegym/ (annotation.json, event/set/element
+    category files, <subset>_<split>_element.txt) which `curate gym import` and FineGym tools read, and
+    OUT/mmaction/<subset>_<split>.txt lists. Segments in videos without any event are ignored (counted);
+    a segment outside every event of its video is an error.
+    """
+    if world:
+        hierarchy = hierarchy or str(Path(world) / "hierarchy.json")
+        events_path = events_path or str(Path(world) / "truth" / "events.parquet")
+        segments_path = segments_path or str(Path(world) / "truth" / "actions.parquet")
+    if not (hierarchy and events_path and segments_path):
+        raise click.UsageError("give --world, or --hierarchy, --events and --segments")
+    tree = json.loads(Path(hierarchy).read_text(encoding="utf-8"))
+    try:
+        events, elements, cats, ignored = gymbuild.build(
+            tree, gymbuild.read_table(events_path), gymbuild.read_table(segments_path), val_fraction, seed, name,
+            min_count, source or ("synthetic" if world else "youtube"))
+    except fg.GymError as exc:
+        _problems(exc.problems)
+        raise SystemExit(1) from exc
+    outp = Path(out)
+    write_tables(events, elements, outp, {"dataset": "finegym-built", "gym_categories": fg.categories_to_json(cats)})
+    files = gymbuild.write_files(events, elements, cats, outp / "finegym")
+    lists = gymbuild.mmaction_lists(elements, outp / "mmaction")
+    show(events, elements, f"built from {hierarchy}", outp / "gym_stats.png")
+    click.echo(f"{ignored} segments in videos without events ignored; wrote {len(files)} FineGym files to "
+               f"{outp / 'finegym'}, {len(lists)} MMAction2 lists to {outp / 'mmaction'}")
+
+
+@gym.command("export")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False))
+@click.option("--only-on-disk", is_flag=True, help="MMAction2 lists keep only elements whose clip is trimmed.")
+def export(folder: str, out: str, only_on_disk: bool) -> None:
+    """Write FOLDER's manifests back as FineGym files (OUT/finegym) and MMAction2 lists `<clip>.mp4 <label>`
+    (OUT/mmaction/<subset>_<split>.txt, clips under gym/subactions of the data root)."""
+    events, elements, cats = _load(folder)
+    files = gymbuild.write_files(events, elements, cats, Path(out) / "finegym")
+    lists = gymbuild.mmaction_lists(elements, Path(out) / "mmaction", only_on_disk)
+    for p in lists:
+        click.echo(f"{p}: {sum(1 for _ in open(p))} clips")
+    click.echo(f"wrote {len(files)} FineGym files and {len(lists)} lists under {out}")
+
+
+@gym.command("crawl")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Sources manifest to add to.")
+@click.option("--url-template", default="https://www.youtube.com/watch?v={id}", show_default=True)
+@click.option("--dry-run", is_flag=True, help="Only count what would be planned.")
+def crawl(folder: str, out: str, url_template: str, dry_run: bool) -> None:
+    """Plan FOLDER's source videos (one `planned` row per video id) into the manifest OUT; `curate crawl OUT`
+    then downloads them. Rows already in OUT (planned, fetched or failed) are left as they are."""
+    events = _load(folder)[0]
+    planned = gymtrim.plan_sources(events, url_template)
+    base = mf.read(out) if Path(out).exists() else mf.empty()
+    new = planned[~planned["item_id"].isin(base["item_id"])]
+    if not dry_run and len(new):
+        mf.write(mf.upsert(base, new), out, mf.read_metadata(out) if Path(out).exists() else None)
+    click.echo(f"{len(planned)} source videos, {len(new)} new{' (dry run, nothing written)' if dry_run else ''}"
+               f" -> {out}")
+
+
+@gym.command("trim")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("--root", required=True, type=click.Path(file_okay=False),
+              help="Data root: clips go to ROOT/gym/events and ROOT/gym/subactions.")
+@click.option("--videos", type=click.Path(exists=True, file_okay=False), help="Folder of <video id>.mp4 files.")
+@click.option("--sources", type=click.Path(exists=True, dir_okay=False),
+              help="Sources manifest crawled by `curate crawl` (ok rows, paths under --sources-root).")
+@click.option("--sources-root", type=click.Path(exists=True, file_okay=False), default=None)
+@click.option("--direct", is_flag=True, help="Cut elements straight from the source videos (no event clips).")
+@click.option("--level", type=click.Choice(["both", "events", "elements"]), default="both", show_default=True)
+def trim(folder, root, videos, sources, sources_root, direct, level) -> None:
+    """Cut events from the source videos and elements from the event clips (or, --direct, from the sources),
+    re-encoding so every cut is frame-exact. Resumable: clips already on disk are kept; the manifests in
+    FOLDER are saved as it goes. Failures carry the media error codes (missing, trim_failed, ...)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if not (videos or sources):
+        raise click.UsageError("give --videos or --sources")
+    events, elements, cats = _load(folder)
+    meta = mf.read_metadata(Path(folder) / "elements.parquet")
+    find = gymtrim.video_finder(videos, mf.read(sources) if sources else None, sources_root)
+    outcomes: dict[str, dict[str, int]] = {}
+    with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn()) as bar:
+        def run(kind: str, df, fn, *args):
+            task = bar.add_task(kind, total=len(df))
+
+            def on_item(_, outcome):
+                outcomes.setdefault(kind, {}).setdefault(outcome, 0)
+                outcomes[kind][outcome] += 1
+                bar.advance(task)
+            return fn(*args, on_item=on_item, save=lambda d: mf.write(d, Path(folder) / f"{kind}.parquet", meta))
+        if level in ("both", "events") and not (direct and level == "both"):
+            events = run("events", events, gymtrim.trim_events, events, root, find)
+        if level in ("both", "elements"):
+            elements = run("elements", elements, gymtrim.trim_elements, elements, events, root,
+                           find if direct else None)
+    t = Table(title="trim", title_justify="left", show_edge=False)
+    for c in ("level", "outcome", "clips"):
+        t.add_column(c)
+    for kind, d in outcomes.items():
+        for k, v in sorted(d.items()):
+            t.add_row(kind, k, str(v))
+    Console().print(t)
