@@ -8,6 +8,7 @@ from curate.cli import datasets as _datasets
 from curate.cli import demo as _demo
 from curate.cli import gym as _gym
 from curate.cli import info as _info
+from curate.cli import probe as _probe
 from curate.cli import serve_web as _serve_web
 from curate.cli import train as _train
 
@@ -31,6 +32,7 @@ cli.add_command(_demo.demo)
 cli.add_command(_train.train)
 cli.add_command(_train.evaluate)
 cli.add_command(_gym.gym)
+cli.add_command(_probe.probe)
 
 
 def main() -> None:

@@ -68,7 +68,8 @@ def _bundled() -> str:
 @click.option("--master-addr", default=None, help="Address of node 0 (multi-node runs).")
 @click.option("--master-port", type=int, default=None, help="Port on node 0 (multi-node runs; default 29500).")
 @click.pass_context
-def train(ctx: click.Context, manifest_path: Path, model_name: str | None, config_file: Path | None, tiny: bool, sources: tuple[str, ...],
+def train(ctx: click.Context, manifest_path: Path, model_name: str | None, config_file: Path | None, tiny: bool,
+          sources: tuple[str, ...],
           split: str, val_split: str, level: str | None, data_root: Path | None, out: Path | None,
           epochs: int | None, batch_size: int | None, lr: float | None, optimizer: str | None, clip_len: int | None,
           frame_interval: int | None, num_clips: int | None, size: int | None, pretrained: str | None,

@@ -1,0 +1,31 @@
+"""The `--executor/--address/--shard-size/--workers` options every sharded stage takes, and its summary line."""
+from __future__ import annotations
+
+import click
+from rich.console import Console
+
+from curate.executor import EXECUTORS, ShardResult
+
+
+def executor_options(command):
+    """Decorate a click command with the executor options (parameters executor, address, shard_size, workers)."""
+    for option in reversed([
+        click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
+                     help="Where shards run: this process (threads) or Ray (pip install 'curate[ray]')."),
+        click.option("--address", default=None, metavar="ADDR",
+                     help="Ray cluster to use (e.g. auto, ray://head:10001); default: start a local one."),
+        click.option("--shard-size", type=click.IntRange(min=1), default=32, show_default=True,
+                     help="Manifest rows per shard (the unit that is committed and retried)."),
+        click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+                     help="Threads (local), or CPUs of the local Ray cluster started when --address is not given."),
+    ]):
+        command = option(command)
+    return command
+
+
+def executor_summary(con: Console, r: ShardResult, what: str) -> None:
+    where = r.executor + (f" ({r.workers} workers, {r.resources} per task)" if r.executor == "ray" else
+                          f" ({r.workers} threads)")
+    con.print(f"{what}: {r.done}/{r.shards} shards, {r.rows} rows committed in {r.seconds:.1f} s on {where}")
+    for i, err in sorted(r.failed.items()):
+        con.print(f"[red]shard {i} failed[/]: {err}  (its rows stay pending: rerun to finish)")
