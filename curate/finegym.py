@@ -183,7 +183,8 @@ def read_split(path: Path, problems: list[Problem]) -> list[tuple[int, str, int]
     for no, line in _lines(path):
         parts = line.split()
         if len(parts) != 2 or not parts[1].isdigit() or not CLIP_ID.fullmatch(parts[0]):
-            problems.append(Problem(f"{path}:{no}", f"expected '<video>_E_XXXXXX_YYYYYY_A_ZZZZ_WWWW <label>', got {line!r}"))
+            problems.append(Problem(f"{path}:{no}",
+                                    f"expected '<video>_E_XXXXXX_YYYYYY_A_ZZZZ_WWWW <label>', got {line!r}"))
             continue
         out.append((no, parts[0], int(parts[1])))
     return out
@@ -219,7 +220,8 @@ def check_annotation(data: Any, where: str, cats: Categories, problems: list[Pro
             if not 0 <= start < end:
                 problems.append(Problem(at, f"event [{start}, {end}] does not run forward from >= 0"))
             elif event_key(start, end) != ek:
-                problems.append(Problem(at, f"key does not match timestamps [{start}, {end}] ({event_key(start, end)})"))
+                problems.append(Problem(at, f"key does not match timestamps [{start}, {end}] "
+                                            f"({event_key(start, end)})"))
             if ev.get("event") not in cats.events:
                 problems.append(Problem(at, f"event label {ev.get('event')!r} is not in the event categories"))
             segs = ev.get("segments")

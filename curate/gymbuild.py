@@ -39,8 +39,9 @@ def annotation_dict(events: pd.DataFrame, elements: pd.DataFrame) -> dict:
 
 def write_categories(cats: fg.Categories, out: Path) -> list[Path]:
     """event/set lists, the full element list (Glabel lines) and one Clabel file per subset, FineGym's layout."""
-    paths = [_atomic_text(out / "event_categories.txt", "".join(f"event: {i}; {n}\n" for i, n in sorted(cats.events.items()))),
-             _atomic_text(out / "set_categories.txt", "".join(f"set: {i}; {n}\n" for i, n in sorted(cats.sets.items())))]
+    paths = [_atomic_text(out / f"{kind}_categories.txt",
+                          "".join(f"{kind}: {i}; {n}\n" for i, n in sorted(table.items())))
+             for kind, table in (("event", cats.events), ("set", cats.sets))]
     if cats.full:
         paths.append(_atomic_text(out / f"{cats.full}_categories.txt", "".join(
             f"Glabel: {g:3d}; set: {s:2d}; ({ev}) {n}\n" for g, (n, s, ev) in sorted(cats.elements.items()))))
@@ -117,7 +118,8 @@ def build(tree: dict, events: pd.DataFrame, segments: pd.DataFrame, val_fraction
     for ev in events.sort_values([vcol, "start_s"]).itertuples(index=False):
         vid, start, end = str(getattr(ev, vcol)), float(ev.start_s), float(ev.end_s)
         key = fg.event_key(start, end)
-        data.setdefault(vid, {})[key] = {"event": int(getattr(ev, ecol)), "timestamps": [[start, end]], "segments": None}
+        data.setdefault(vid, {})[key] = {"event": int(getattr(ev, ecol)), "timestamps": [[start, end]],
+                                         "segments": None}
         spans.setdefault(vid, []).append((start, end, key))
     seg = segments[segments[svcol].astype(str).isin(spans)].copy()
     ignored = len(segments) - len(seg)

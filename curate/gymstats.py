@@ -49,7 +49,8 @@ def summary(events: pd.DataFrame, elements: pd.DataFrame) -> dict[str, Any]:
         "element_s": {"mean": float(dur.mean()) if len(dur) else 0.0,
                       "median": float(np.median(dur)) if len(dur) else 0.0,
                       "max": float(dur.max()) if len(dur) else 0.0},
-        "on_disk": {"events": int((events["status"] == "ok").sum()), "elements": int((elements["status"] == "ok").sum())},
+        "on_disk": {"events": int((events["status"] == "ok").sum()),
+                    "elements": int((elements["status"] == "ok").sum())},
     }
 
 

@@ -129,6 +129,7 @@ def trim_elements(elements: pd.DataFrame, events: pd.DataFrame, root: str | Path
             return find(row["source_id"]), 0.0, f"source video {row['source_id']} is not on disk"
         parent = ev.loc[row["parent_id"]]
         if parent["status"] != "ok" or pd.isna(parent["path"]):
-            return None, 0.0, f"event clip {parent['clip_id']} is not trimmed ({parent['error'] or 'planned'})"
+            why = parent["error"] if isinstance(parent["error"], str) else parent["status"]
+            return None, 0.0, f"event clip {parent['clip_id']} is not trimmed ({why})"
         return root / parent["path"], float(parent["start_s"]), ""
     return trim_rows(elements, root, ELEMENT_DIR, source_of, **kw)

@@ -318,9 +318,16 @@ def test_cli_build_export_crawl_trim_on_the_demo_world(tiny_world, tmp_path):
     sources = mf.read(tmp_path / "sources.parquet")
     assert set(sources["status"]) == {"planned"} and sources["url"].str.contains("watch?v=", regex=False).all()
     assert "0 new" in run("crawl", out, "-o", tmp_path / "sources.parquet").output
-    res = run("trim", out, "--root", tmp_path / "data", "--videos", tiny_world.root / "web" / "v", "--level", "events")
-    assert res.exit_code == 0, res.output
-    assert set(mf.read(out / "events.parquet")["status"]) == {"ok"}
     res = run("export", out, "-o", tmp_path / "export", "--only-on-disk")
-    assert res.exit_code == 0 and "wrote" in res.output
-    assert (tmp_path / "export" / "mmaction").is_dir() and not list((tmp_path / "export" / "mmaction").iterdir())
+    assert res.exit_code == 0 and not list((tmp_path / "export" / "mmaction").iterdir()), res.output
+    trim = ("trim", out, "--root", tmp_path / "data", "--videos", tiny_world.root / "web" / "v", "--level")
+    res = run(*trim, "elements")                                  # no event clips yet: every element fails
+    assert res.exit_code == 0 and "missing" in res.output, res.output
+    failed = mf.read(out / "elements.parquet")
+    assert set(failed["status"]) == {"failed"} and failed["error"].str.contains("is not trimmed (planned)", regex=False).all()
+    assert run(*trim, "events").exit_code == 0 and set(mf.read(out / "events.parquet")["status"]) == {"ok"}
+    assert run(*trim, "elements").exit_code == 0 and set(mf.read(out / "elements.parquet")["status"]) == {"ok"}
+    assert mf.read_metadata(out / "elements.parquet")["data_root"] == str((tmp_path / "data").resolve())
+    res = run("export", out, "-o", tmp_path / "export_ok", "--only-on-disk")
+    assert len((tmp_path / "export_ok" / "mmaction" / "gym4_train.txt").read_text().splitlines()) == \
+        len((out / "mmaction" / "gym4_train.txt").read_text().splitlines())

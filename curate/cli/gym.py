@@ -146,7 +146,8 @@ def stats(folder: str, plot: str | None) -> None:
 @click.option("--world", type=click.Path(exists=True, file_okay=False),
               help="A demo world (curate.synth): its hierarchy.json, truth/events.parquet and truth/actions.parquet.")
 @click.option("--hierarchy", type=click.Path(exists=True, dir_okay=False),
-              help='JSON {"events": [{id, name}], "sets": [{id, name, event_id}], "elements": [{id, name, set_id, event_id}]}.')
+              help='JSON {"events": [{id, name}], "sets": [{id, name, event_id}], '
+                   '"elements": [{id, name, set_id, event_id}]}.')
 @click.option("--events", "events_path", type=click.Path(exists=True, dir_okay=False),
               help="CSV/Parquet of event instances: video_id, start_s, end_s, event_id.")
 @click.option("--segments", "segments_path", type=click.Path(exists=True, dir_okay=False),
@@ -243,7 +244,7 @@ def trim(folder, root, videos, sources, sources_root, direct, level) -> None:
     if not (videos or sources):
         raise click.UsageError("give --videos or --sources")
     events, elements, cats = _load(folder)
-    meta = mf.read_metadata(Path(folder) / "elements.parquet")
+    meta = {**mf.read_metadata(Path(folder) / "elements.parquet"), "data_root": str(Path(root).resolve())}
     find = gymtrim.video_finder(videos, mf.read(sources) if sources else None, sources_root)
     outcomes: dict[str, dict[str, int]] = {}
     with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(),
