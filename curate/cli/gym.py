@@ -102,7 +102,8 @@ def import_(annotation: str, categories: str, version: str | None, source: str, 
     CATEGORIES holds set_categories.txt, gym530/gym288/gym99_categories.txt (any of them), optionally
     event_categories.txt (`event: <id>; <name>`, default 1 VT, 2 FX, 3 BB, 4 UB), and split files
     <subset>_<train|val>_element[_vX.Y].txt. Nothing is written when any file has a problem: every problem
-    is listed with its file and line or JSON key path.
+    is listed with its file and line or JSON key path. Train on the elements with
+    `curate train OUT/elements.parquet --level element` (or set / event) once `curate gym trim` has cut them.
     """
     try:
         events, elements, cats = fg.read_annotations(annotation, categories, version, source, primary)
