@@ -159,7 +159,8 @@ def from_table(table: pa.Table) -> pd.DataFrame:
     df = table.to_pandas(types_mapper=_PANDAS_TYPES.get)
     for name in ("teacher_top5",):
         if name in df.columns:
-            df[name] = [None if v is None else [int(x) for x in v] for v in df[name]]
+            df[name] = pd.Series([None if v is None else [int(x) for x in v] for v in df[name]], index=df.index,
+                                 dtype=object)  # object even when empty, so empty manifests write
     return df
 
 

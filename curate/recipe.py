@@ -8,7 +8,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 
@@ -140,15 +140,17 @@ class SourceSpec:
     """One web source: where candidates come from and how many per class."""
 
     name: str
-    kind: str  # image_search, video_search, feed, urls, kinetics (see curate.sources)
-    provider: str | None = None
-    media: str | None = None  # image or video; defaults per kind
+    kind: Literal["image_search", "video_search", "feed", "urls", "kinetics"]  # see curate.sources
+    provider: str | None = None  # image_search: loopback, openverse, pexels; video_search/feed: loopback, ytdlp
+    media: Literal["image", "video"] | None = None  # defaults per kind
     queries: list[str] = field(default_factory=lambda: ["{label}"])
     per_class: int = 100
     per_query: int | None = None
     endpoint: str | None = None
-    file: str | None = None
-    api_key_env: str | None = None
+    file: str | None = None  # urls: a .txt/.csv/.parquet list; kinetics: an annotation CSV
+    ids: list[str] = field(default_factory=list)  # video_search: watch URLs or ids fetched as they are
+    api_key_env: str | None = None  # keyed providers read their key from this environment variable
+    split: str = "web"
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -168,7 +170,9 @@ class DownloadSpec:
     respect_robots: bool = True
     respect_opt_out: bool = True
     user_agent: str | None = None
-    trim: str = "exact"  # exact (re-encode) or copy (stream copy, keyframe-aligned)
+    trim: Literal["exact", "copy"] = "exact"  # exact (re-encode) or copy (stream copy, keyframe-aligned)
+    segments: Literal["ranges", "full"] = "ranges"  # fetch only the span (yt-dlp download_ranges) or all, then trim
+    retry_after_max_s: float = 120.0
     cookies: str | None = None
     proxy: str | None = None
     sleep_interval_s: float | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from curate import __version__
+from curate.cli import crawl as _crawl
 from curate.cli import datasets as _datasets
 from curate.cli import demo as _demo
 from curate.cli import gym as _gym
@@ -33,6 +34,7 @@ cli.add_command(_train.train)
 cli.add_command(_train.evaluate)
 cli.add_command(_gym.gym)
 cli.add_command(_probe.probe)
+cli.add_command(_crawl.crawl)
 
 
 def main() -> None:

@@ -1,0 +1,206 @@
+"""`curate crawl`: recipe → candidate rows → downloads → probed manifest; resumable, incremental and polite.
+
+The manifest is committed atomically in batches while crawling, every fetch attempt goes to
+`<manifest>.attempts.jsonl`, and a rerun skips `ok` rows, retries transient failures (permanent ones only
+with retry_failed) and adopts files an interrupted run finished but did not commit, so no item is fetched twice.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pandas as pd
+
+from curate import manifest as mf
+from curate.download import CrawlContext, crawl_row
+from curate.fetch import Http, is_transient
+from curate.recipe import Recipe, RecipeError
+from curate.sources import PlanContext, plan
+
+
+@dataclass
+class CrawlResult:
+    manifest: Path
+    df: pd.DataFrame
+    fetched: int = 0            # rows attempted this run
+    seconds: float = 0.0
+    plan: PlanContext | None = None
+    stats: dict = field(default_factory=dict)
+
+
+def select_labels(recipe: Recipe, classes: list[str] | None) -> dict[str, int]:
+    """Class name → label id for the classes asked for (names or ids; all when None)."""
+    names = recipe.class_names()
+    if not classes:
+        return {n: i for i, n in enumerate(names)}
+    out = {}
+    for c in classes:
+        if c.isdigit() and int(c) < len(names):
+            out[names[int(c)]] = int(c)
+        elif c in names:
+            out[c] = names.index(c)
+        else:
+            raise RecipeError(f"--classes: {c!r} is neither a class of {recipe.name} nor a label id")
+    return out
+
+
+def paths(recipe: Recipe) -> tuple[Path, Path]:
+    """(manifest, data root) of a recipe, resolved against its folder."""
+    return Path(recipe.resolve(recipe.output.manifest)), Path(recipe.resolve(recipe.output.data_root))
+
+
+def merge_plan(existing: pd.DataFrame, planned: pd.DataFrame) -> pd.DataFrame:
+    """Append planned rows not yet in the manifest; rows with a URL already taken by another row become duplicates."""
+    new = planned[~planned["item_id"].isin(existing["item_id"])].drop_duplicates("item_id")
+    if new.empty:
+        return existing
+    whole = new["start_s"].isna()
+    seen = existing[existing["start_s"].isna()].drop_duplicates("url").set_index("url")["item_id"]
+    first = new[whole].drop_duplicates("url").set_index("url")["item_id"]
+    owner = pd.concat([seen, first[~first.index.isin(seen.index)]])
+    dup_of = new["url"].map(owner).where(whole)
+    is_dup = dup_of.notna() & (dup_of != new["item_id"])
+    new = new.copy()
+    new.loc[is_dup, "status"] = "rejected"
+    new.loc[is_dup, "dup_of"] = dup_of[is_dup]
+    new.loc[is_dup, "dup_sim"] = 1.0
+    new.loc[is_dup, "error"] = "duplicate: same URL as " + dup_of[is_dup].astype(str)
+    return mf.upsert(existing, new) if len(existing) else new.reset_index(drop=True)
+
+
+def todo_mask(df: pd.DataFrame, retry_failed: bool) -> pd.Series:
+    """Rows to fetch: planned ones, transient failures, and permanent failures when asked to."""
+    codes = df["error"].map(mf.error_code)
+    failed = (df["status"] == "failed") & (retry_failed | codes.map(is_transient))
+    return (df["status"] == "planned") | failed
+
+
+def interleave_hosts(df: pd.DataFrame) -> pd.DataFrame:
+    """Order rows round-robin over hosts so per-host caps never idle the other workers."""
+    host = df["url"].map(lambda u: urlsplit(str(u)).netloc)
+    rank = host.groupby(host).cumcount()
+    return df.assign(_r=rank.to_numpy()).sort_values("_r", kind="stable").drop(columns="_r")
+
+
+def mark_content_duplicates(rows: pd.DataFrame, by_sha: dict[str, str], data_root: Path) -> pd.DataFrame:
+    """ok rows whose bytes equal an earlier ok row's become rejected duplicates (file removed, dup_of set)."""
+    rows = rows.copy()
+    for i in rows.index[rows["status"] == "ok"]:
+        sha, iid = rows.at[i, "sha256"], rows.at[i, "item_id"]
+        owner = by_sha.setdefault(sha, iid)
+        if owner != iid:
+            (data_root / rows.at[i, "path"]).unlink(missing_ok=True)
+            rows.loc[i, ["status", "error", "dup_of", "dup_sim", "path"]] = [
+                "rejected", f"duplicate: same bytes as {owner}", owner, 1.0, None]
+    return rows
+
+
+def crawl(recipe: Recipe, *, classes: list[str] | None = None, limit: int | None = None, workers: int | None = None,
+          dry_run: bool = False, retry_failed: bool = False,
+          progress: Callable[[str, pd.DataFrame | None, int], None] | None = None) -> CrawlResult:
+    """Plan the recipe, merge into its manifest, fetch what is left, commit in batches; return the final manifest.
+
+    progress(event, rows, total) is called with 'start' (todo rows), 'done' (a finished batch) and 'commit'.
+    """
+    t0 = time.monotonic()
+    labels = select_labels(recipe, classes)
+    manifest, data_root = paths(recipe)
+    if dry_run:
+        planned, pctx = plan(recipe, labels, http=None)
+        out = manifest.with_name(manifest.stem + ".plan.parquet")
+        mf.write(merge_plan(mf.empty(), planned), out, {"recipe": recipe.name, "recipe_sha": recipe.sha()})
+        return CrawlResult(out, planned, 0, time.monotonic() - t0, pctx)
+
+    spec = dataclasses.replace(recipe.download, workers=workers) if workers else recipe.download
+    ctx = CrawlContext(str(data_root), spec, str(manifest) + ".attempts.jsonl")
+    existing = mf.read(manifest) if manifest.exists() else mf.empty()
+    planned, pctx = plan(recipe, labels, http=Http(recipe.download, ctx.log))
+    df = merge_plan(existing, planned)
+    meta = {"recipe": recipe.name, "recipe_sha": recipe.sha()}
+    mf.write(df, manifest, meta)
+
+    wanted = df["label"].isin(list(labels)) | df["item_id"].isin(planned["item_id"])
+    todo = df[todo_mask(df, retry_failed) & wanted]
+    todo = interleave_hosts(todo)
+    if limit is not None:
+        todo = todo.head(limit)
+    by_sha = {s: i for s, i in zip(df.loc[df["status"] == "ok", "sha256"], df.loc[df["status"] == "ok", "item_id"])}
+    if progress:
+        progress("start", todo, len(todo))
+    df = _run(df, todo, ctx, manifest, meta, by_sha, data_root, progress)
+    seconds = time.monotonic() - t0
+    stats = crawl_stats(df, todo, seconds, pctx)
+    _write_json(Path(str(manifest) + ".stats.json"), stats)
+    return CrawlResult(manifest, df, len(todo), seconds, pctx, stats)
+
+
+def _run(df: pd.DataFrame, todo: pd.DataFrame, ctx: CrawlContext, manifest: Path, meta: dict, by_sha: dict,
+         data_root: Path, progress: Callable | None) -> pd.DataFrame:
+    """Fetch todo rows on a thread pool; commit finished rows every commit_every rows or 5 s; commit on exit."""
+    spec = ctx.download
+    records = iter(todo.to_dict("records"))
+    pending: list[dict] = []
+    last = time.monotonic()
+
+    def commit() -> None:
+        nonlocal df, pending, last
+        if pending:
+            rows = mark_content_duplicates(mf.from_records(pending), by_sha, data_root)
+            df = mf.upsert(df, rows)
+            mf.write(df, manifest, meta)
+            if progress:
+                progress("commit", rows, len(pending))
+        pending, last = [], time.monotonic()
+
+    pool = ThreadPoolExecutor(spec.workers, thread_name_prefix="crawl")
+    running: set[Future] = set()
+    try:
+        while True:
+            while len(running) < 2 * spec.workers:
+                rec = next(records, None)
+                if rec is None:
+                    break
+                running.add(pool.submit(crawl_row, rec, ctx))
+            if not running:
+                break
+            done, running = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
+            finished = [f.result() for f in done]
+            pending += finished
+            if progress and finished:
+                progress("done", pd.DataFrame(finished), len(finished))
+            if len(pending) >= spec.commit_every or (pending and time.monotonic() - last > 5.0):
+                commit()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: let running items finish, keep their rows
+        pending += [f.result() for f in running if f.done() and not f.cancelled() and f.exception() is None]
+        commit()
+    return df
+
+
+def crawl_stats(df: pd.DataFrame, todo: pd.DataFrame, seconds: float, pctx: PlanContext | None) -> dict:
+    """Counts by source × status × error code, bytes, and this run's items/s."""
+    codes = df["error"].map(mf.error_code).fillna("-")
+    table = df.assign(code=codes).groupby(["source", "status", "code"], dropna=False).agg(
+        rows=("item_id", "size"), bytes=("bytes", "sum")).reset_index()
+    run = df[df["item_id"].isin(todo["item_id"])]
+    return {
+        "rows": int(len(df)), "fetched_this_run": int(len(todo)), "seconds": round(seconds, 3),
+        "items_per_s": round(len(todo) / seconds, 2) if seconds > 0 else None,
+        "ok_this_run": int((run["status"] == "ok").sum()),
+        "bytes_ok": int(df.loc[df["status"] == "ok", "bytes"].fillna(0).sum()),
+        "by_source_status_code": [{k: (int(v) if k in ("rows", "bytes") else v) for k, v in r.items()}
+                                  for r in table.to_dict("records")],
+        "notes": list(pctx.notes) if pctx else [],
+    }
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)
