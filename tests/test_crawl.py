@@ -205,3 +205,62 @@ def test_dry_run_touches_nothing_and_typos_name_their_key(tmp_path, web):
                          capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert out.returncode == 0 and "queries a crawl would send" in out.stdout, out.stderr
     assert web.stats()["total_requests"] == 0
+
+
+@pytest.mark.slow
+def test_fault_storm_with_three_sigkills_loses_nothing(tmp_path_factory):
+    """>= 1,000 images, ~20 % faulty requests; the crawler is SIGKILLed three times and rerun to the end."""
+    from curate.synth import make_world
+
+    world = make_world(tmp_path_factory.mktemp("storm_world"), num_classes=4, seed=1, workers=2, train_per_class=1,
+                       val_per_class=1, test_per_class=1, web_images_per_class=300, feed_images_per_class=1,
+                       feed_videos_per_class=1, untrimmed_per_class=1, near_copies=0, routines_per_event=0,
+                       scenes=0, broken=0)
+    tmp = tmp_path_factory.mktemp("storm")
+    faults = Faults(rate=0.2, seed=3, kinds=("429", "500", "reset", "slow", "truncate", "html"), max_failures=2,
+                    permanent=0.1, slow_s=0.4)
+    with serve(world.root, faults=faults) as web:
+        recipe = tmp / "r.yaml"
+        recipe.write_text(
+            f"name: storm\nclasses: {json.dumps(world.classes)}\nsources:\n"
+            f"  - {{name: img, kind: image_search, provider: loopback, endpoint: '{web.url}', per_class: 320}}\n"
+            "download: {workers: 12, retries: 3, backoff_s: 0.05, timeout_s: 2, rate_per_host: 0, per_host: 12,"
+            " commit_every: 50}\noutput: {manifest: m.parquet, data_root: data}\n")
+        cmd = [sys.executable, "-m", "curate", "crawl", str(recipe), "--quiet"]
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        manifest, data = tmp / "m.parquet", tmp / "data"
+        finished_at_kill: dict[str, int] = {}
+        for kill in range(3):
+            proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            seen = len(mf.read(manifest).query("status != 'planned'")) if manifest.exists() else 0
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:  # kill once this run has committed some new rows
+                time.sleep(0.2)
+                if manifest.exists():
+                    try:
+                        now = len(mf.read(manifest).query("status != 'planned'"))
+                    except mf.ManifestError:
+                        continue
+                    if now >= seen + 150:
+                        break
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            df = mf.read(manifest)                       # readable after every kill
+            assert len(df) >= 1000
+            completed = web.stats()["completed"]
+            for f in files_under(data):                  # placed files are finished items
+                url = df.set_index("item_id").loc[f.stem, "url"].replace(web.url, "").split("?")[0]
+                finished_at_kill.setdefault(url, completed.get(url, 0))
+        out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        stats = web.stats()
+    df = mf.read(manifest)
+    assert len(df) >= 1000 and set(df["status"]) <= {"ok", "failed", "rejected"}
+    failed = df[df["status"] == "failed"]
+    assert failed["error"].map(mf.error_code).notna().all() and (df["status"] == "ok").sum() > 0.8 * len(df)
+    assert sum(stats["faults"].values()) > 150
+    assert len(finished_at_kill) > 300
+    for url, n in finished_at_kill.items():              # nothing finished before a kill was fetched again
+        assert stats["completed"].get(url, 0) == n, url
+    ok = df[df["status"] == "ok"]
+    assert all((data / p).exists() for p in ok["path"])
