@@ -19,6 +19,9 @@ PUBLISHED = [
     ("r2plus1d_r34", 63.8, "MMAction2 R(2+1)D R34 8x8x1 K400"),
     ("ircsn_r152", 29.70, "MMAction2 ir-CSN R152 32x2x1 K400"),
     ("ipcsn_r152", 33.02, "MMAction2 ip-CSN R152 32x2x1 K400"),
+    ("slowfast_r50", 34.5, "MMAction2 SlowFast R50 4x16x1 K400 (8x8x1, fusion kernel 7: 34.6M)"),
+    ("c3d", 78.4, "MMAction2 C3D 16x1x1 UCF-101 (101 classes)"),
+    ("x3d_m", 3.8, "X3D-M, PySlowFast / X3D paper (XS, S and M share the network)"),
 ]
 
 

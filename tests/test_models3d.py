@@ -12,9 +12,11 @@ from curate.cli import cli
 from trainers.config import ConfigError, build_model, count_parameters, load_model_config
 from trainers.models.resnet2d import ResNet2d
 from trainers.models.resnet3d import Conv2Plus1d, ResNet3d, inflate_2d_weights, resnet3d_csn
+from trainers.models.slowfast import ResNet3dSlowFast
+from trainers.models.x3d import X3D, SqueezeExcite
 
 # config -> backbone feature time length for an 8-frame clip (tiny widths, 32x32 -> 1x1 spatially)
-FEATURE_T = {"slowonly_r50": 8, "i3d_r50": 1, "r2plus1d_r34": 1, "ircsn_r152": 1, "ipcsn_r152": 1}
+FEATURE_T = {"slowonly_r50": 8, "i3d_r50": 1, "r2plus1d_r34": 1, "ircsn_r152": 1, "ipcsn_r152": 1, "x3d_m": 8}
 
 
 def tiny(name, num_classes=5):
@@ -22,14 +24,21 @@ def tiny(name, num_classes=5):
     return build_model(load_model_config(name, tiny=True)["model"], num_classes=num_classes)
 
 
-@pytest.mark.parametrize("name", sorted(FEATURE_T))
+@pytest.mark.parametrize("name", [*sorted(FEATURE_T), "slowfast_r50", "c3d"])
 def test_tiny_model_shapes_through_recognizer3d(name):
     model = tiny(name).eval()
     x = torch.randn(2, 3, 3, 8, 32, 32)  # 2 clips x 3 views
     with torch.no_grad():
         feat = model.backbone(x[:, 0])
         logits, probs = model(x), model.predict(x)
-    assert feat.shape == (2, model.backbone.out_channels, FEATURE_T[name], 1, 1)
+    if name == "slowfast_r50":  # tau 4, alpha 4 in the tiny config: 2 slow frames, 8 fast ones
+        slow, fast = feat
+        assert slow.shape[1] + fast.shape[1] == model.backbone.out_channels == model.cls_head.in_channels
+        assert slow.shape[2:] == (2, 1, 1) and fast.shape[2:] == (8, 1, 1)
+    elif name == "c3d":
+        assert feat.shape == (2, model.backbone.out_channels)
+    else:
+        assert feat.shape == (2, model.backbone.out_channels, FEATURE_T[name], 1, 1)
     assert logits.shape == (6, 5) and probs.shape == (2, 5)
     assert torch.allclose(probs.sum(dim=1), torch.ones(2), atol=1e-5)
 
@@ -138,3 +147,47 @@ def test_tiny_slowonly_overfits_two_clips_with_curate_train(tiny_world, tmp_path
     assert res.exit_code == 0, res.output
     metrics = json.loads((tmp_path / "run" / "eval_last_train" / "metrics.json").read_text())
     assert metrics["n"] == 2 and metrics["top1"] == 1.0
+
+
+def test_slowfast_laterals_fuse_fast_into_slow_at_matching_time():
+    """Full-width layout (tau 8, alpha 8, beta_inv 8) at a small frame size: each lateral maps the fast
+    features to 2x their channels at the slow pathway's frame count, and the slow stage takes both."""
+    model = ResNet3dSlowFast(depth=50).eval()
+    seen = []
+    for i, lateral in enumerate(model.laterals):
+        lateral.register_forward_hook(lambda m, inp, out, i=i: seen.append((i, inp[0].shape, out.shape)))
+    for i in range(4):
+        getattr(model.slow_path, f"layer{i + 1}")[0].register_forward_hook(
+            lambda m, inp, out, i=i: seen.append((f"slow{i}", inp[0].shape, out.shape)))
+    with torch.no_grad():
+        slow, fast = model(torch.randn(1, 3, 32, 64, 64))
+    by = {k: (a, b) for k, a, b in seen}
+    fast_widths, slow_widths = [8, 32, 64, 128], [64, 256, 512, 1024]
+    sizes = [16, 16, 8, 4]  # H = W after the stem and res2..res4
+    for i in range(4):
+        f_in, f_out = by[i]
+        assert tuple(f_in) == (1, fast_widths[i], 32, sizes[i], sizes[i])
+        assert tuple(f_out) == (1, 2 * fast_widths[i], 4, sizes[i], sizes[i])
+        assert by[f"slow{i}"][0][1] == slow_widths[i] + 2 * fast_widths[i]
+    assert slow.shape == (1, 2048, 4, 2, 2) and fast.shape == (1, 256, 32, 2, 2)
+    with pytest.raises(ValueError, match="multiple of speed_ratio"):
+        ResNet3dSlowFast(resample_rate=8, speed_ratio=3)
+
+
+def test_x3d_blocks_are_depthwise_with_se_on_every_other_block():
+    model = X3D()
+    depths = [len(s) for s in model.stages]
+    assert depths == [3, 5, 11, 7]  # ceil(2.2 x (1, 2, 5, 3))
+    for stage in model.stages:
+        for j, block in enumerate(stage):
+            dw = block.conv2[0]
+            assert dw.groups == dw.in_channels == dw.out_channels and dw.kernel_size == (3, 3, 3)
+            assert isinstance(block.se, SqueezeExcite) == (j % 2 == 0)
+            assert isinstance(block.act, nn.SiLU)
+    assert model.conv1_t[0][0].groups == 24 and model.out_channels == 432
+
+
+def test_c3d_names_its_clip_size_when_given_another():
+    model = tiny("c3d")
+    with pytest.raises(ValueError, match="clip_len/img_size"):
+        model(torch.randn(1, 1, 3, 8, 64, 64))

@@ -3,15 +3,18 @@
 Builders take explicit keyword arguments (no **kwargs) so a config with a wrong key is reported with the list
 of valid keys. Backbones expose `out_channels` (the head's in_channels default).
 """
+from trainers.models.c3d import C3D
 from trainers.models.heads import I3DHead, SlowFastHead, TransformerHead, TSMHead, TSNHead
 from trainers.models.recognizers import Recognizer2D, Recognizer3D
 from trainers.models.resnet2d import ResNet2d
 from trainers.models.resnet3d import ResNet3d, resnet2plus1d, resnet3d_csn, resnet3d_slowonly
 from trainers.models.s3d import S3D
+from trainers.models.slowfast import ResNet3dSlowFast
 from trainers.models.timesformer import TimeSformer
 from trainers.models.tsm import resnet_tsm
 from trainers.models.twostream import TwoStream
 from trainers.models.vivit import ViViT
+from trainers.models.x3d import X3D, X3DHead
 
 BACKBONES = {
     "ResNet": ResNet2d,
@@ -23,6 +26,9 @@ BACKBONES = {
     "ResNet3dSlowOnly": resnet3d_slowonly,
     "ResNet2Plus1d": resnet2plus1d,
     "ResNet3dCSN": resnet3d_csn,
+    "ResNet3dSlowFast": ResNet3dSlowFast,
+    "C3D": C3D,
+    "X3D": X3D,
 }
 
 HEADS = {
@@ -32,6 +38,7 @@ HEADS = {
     "TransformerHead": TransformerHead,
     "TimeSformerHead": TransformerHead,
     "TSMHead": TSMHead,
+    "X3DHead": X3DHead,
 }
 
 RECOGNIZERS = {
