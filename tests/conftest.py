@@ -13,3 +13,23 @@ def tiny_world(tmp_path_factory):
     from curate.synth import make_world
 
     return make_world(tmp_path_factory.mktemp("tiny_world"), workers=2, **TINY_WORLD)
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tiny_world, tmp_path_factory):
+    """A tiny TSN (ResNet-18 at 1/8 width, 8 frames of 32²) trained 12 epochs on the tiny world's train split:
+    the checkpoint `curate filter` and `curate dedup` tests score with."""
+    import torch
+
+    from trainers.inputs import data_overrides
+    from trainers.sources import Source
+    from trainers.train import make_config, train
+
+    torch.set_num_threads(2)
+    cfg = make_config("tsn_r50", tiny=True, overrides={"schedule": dict(epochs=12, batch_size=4, lr=1e-2,
+                                                                        optimizer="adamw", grad_clip=None, seed=0,
+                                                                        eval_every=12)})
+    cfg["data"] = data_overrides(cfg["model"], size=32, scale=32, flip=0.0, train_crop="random")
+    out = tmp_path_factory.mktemp("teacher")
+    return train(cfg, [Source("target", tiny_world.target_manifest, split="train", root=tiny_world.root)], out,
+                 progress=False).last

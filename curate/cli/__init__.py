@@ -8,6 +8,7 @@ from curate.cli import crawl as _crawl
 from curate.cli import datasets as _datasets
 from curate.cli import demo as _demo
 from curate.cli import gym as _gym
+from curate.cli import filter as _filter
 from curate.cli import info as _info
 from curate.cli import probe as _probe
 from curate.cli import serve_web as _serve_web
@@ -35,6 +36,7 @@ cli.add_command(_train.evaluate)
 cli.add_command(_gym.gym)
 cli.add_command(_probe.probe)
 cli.add_command(_crawl.crawl)
+cli.add_command(_filter.filter_cmd)
 
 
 def main() -> None:

@@ -1,0 +1,152 @@
+"""`curate filter`: cheap filters, teacher scoring, keep rules and clips of untrimmed videos (curate/filter.py)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from curate import manifest as mf
+from trainers.checkpoint import CheckpointError
+from trainers.config import ConfigError
+
+
+@click.command("filter")
+@click.argument("manifest_path", metavar="MANIFEST", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--teacher", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Checkpoint scoring every row (images and videos) unless --image-teacher/--video-teacher say "
+                   "otherwise.")
+@click.option("--image-teacher", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Checkpoint for image rows (OmniSource: a 2D TSN).")
+@click.option("--video-teacher", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Checkpoint for video rows and windows of untrimmed videos (OmniSource: a 3D SlowOnly).")
+@click.option("--class-map", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSON/YAML {teacher class name or index: manifest class name or label id}; default: match by name.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Output manifest (default: MANIFEST's name + .filtered.parquet). An existing one is resumed.")
+@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), help="Folder the paths are relative to.")
+@click.option("--threshold", type=float, help="Keep rows whose own-label probability is at least this.")
+@click.option("--top-k", type=int, help="Keep the k highest-scored rows of each class.")
+@click.option("--top-frac", type=float, help="Keep this fraction of each class's rows, best first.")
+@click.option("--match/--no-match", default=True, show_default=True,
+              help="Keep only rows whose teacher top-1 is their own label (OmniSource's rule).")
+@click.option("--cheap/--no-cheap", default=True, show_default=True,
+              help="Resolution, duration, black, frozen and near-static checks before the teacher.")
+@click.option("--min-side", type=int, default=32, show_default=True, help="Shorter side in pixels at least.")
+@click.option("--min-duration", type=float, default=0.5, show_default=True, help="Seconds at least (videos).")
+@click.option("--max-duration", type=float, default=None, help="Seconds at most (videos; untrimmed ones aside).")
+@click.option("--untrimmed-over", type=float, default=None,
+              help="Videos longer than this many seconds are untrimmed: scored window by window and cut into clips.")
+@click.option("--window", "window_s", type=float, default=10.0, show_default=True, help="Window length in seconds.")
+@click.option("--stride", "stride_s", type=float, default=None, help="Window stride in seconds (default: --window).")
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--workers", type=int, default=2, show_default=True, help="Decode processes (DataLoader workers).")
+@click.option("--device", default=None, help="cpu, cuda, ... (default: cuda when present; bf16 autocast there).")
+@click.option("--plots", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the score histograms (default: next to the output manifest).")
+@click.option("--dry-run", is_flag=True, help="Score (saved for the real run) and print what each rule would keep "
+                                              "per class; reject nothing, cut nothing.")
+def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: Path | None, video_teacher: Path | None,
+               class_map: Path | None, out: Path | None, data_root: Path | None, threshold: float | None,
+               top_k: int | None, top_frac: float | None, match: bool, cheap: bool, min_side: int,
+               min_duration: float, max_duration: float | None, untrimmed_over: float | None, window_s: float,
+               stride_s: float | None, batch_size: int, workers: int, device: str | None, plots: Path | None,
+               dry_run: bool) -> None:
+    """Filter MANIFEST's web rows with a teacher trained on the target set (OmniSource).
+
+    \b
+    Cheap checks run first; survivors are scored by the teacher for their media (probability of the row's
+    own label, top-1, top-5, embeddings to OUT.emb.parquet); the keep rules then reject what they drop
+    (status=rejected, error=teacher_low or teacher_mismatch; rows are never deleted). Videos longer than
+    --untrimmed-over are scored in windows; kept windows are merged and cut into clip rows (parent_id).
+    Reruns skip rows already scored by the same checkpoint.
+
+    \b
+    Examples:
+      curate filter web.parquet --teacher runs/tsn/best.pt --threshold 0.3
+      curate filter web.parquet --image-teacher tsn.pt --video-teacher slowonly.pt --top-frac 0.5 --dry-run
+    """
+    from curate.cheap import CheapRules
+    from curate.filter import KeepRules, filter_manifest, plot_scores
+    from curate.teacher import read_mapping, teachers_from_args
+    from trainers.data import find_data_root
+
+    if not (teacher or image_teacher or video_teacher):
+        raise click.UsageError("give --teacher, or --image-teacher and/or --video-teacher")
+    con = Console()
+    out = out or manifest_path.with_name(manifest_path.name.removesuffix(".parquet") + ".filtered.parquet")
+    t0 = time.perf_counter()
+    try:
+        df = mf.read(manifest_path)
+        root = find_data_root(manifest_path, df, data_root)
+        if out.exists():
+            df = mf.upsert(df, mf.read(out))
+            con.print(f"resuming from {out}")
+        teachers = teachers_from_args(image_teacher or teacher, video_teacher or teacher, device)
+        rules = KeepRules(threshold, top_k, top_frac, match)
+        cheap_rules = CheapRules(min_side=min_side, min_duration_s=min_duration, max_duration_s=max_duration) \
+            if cheap else None
+        meta = {**mf.read_metadata(manifest_path), "data_root": str(Path(root).resolve())}
+        commit = lambda d: mf.write(d, out, meta)  # noqa: E731
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=con, transient=True) as bar:
+            tasks: dict[str, int] = {}
+
+            def progress(name: str, done: int, total: int) -> None:
+                if name not in tasks:
+                    tasks[name] = bar.add_task(name, total=total)
+                bar.update(tasks[name], completed=done, total=total)
+
+            result = filter_manifest(df, root, teachers, rules, cheap_rules, read_mapping(class_map) if class_map
+                                     else None, untrimmed_over, window_s, stride_s, batch_size, workers,
+                                     out.with_name(out.name.removesuffix(".parquet") + ".emb.parquet"), dry_run,
+                                     commit, progress)
+    except (ConfigError, CheckpointError, mf.ManifestError, FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    _summary(con, result, rules, dry_run)
+    if not dry_run:
+        for p in plot_scores(result.manifest, plots or out.parent / (out.name.removesuffix(".parquet") + "_plots")):
+            con.print(f"  {p}")
+    con.print(f"{'dry run: ' if dry_run else ''}{out} in {time.perf_counter() - t0:.1f} s")
+
+
+def _summary(con: Console, r, rules, dry_run: bool) -> None:
+    s = r.scores
+    con.print(f"teacher: scored {sum(s.scored.values())} rows ({', '.join(f'{k} {v}' for k, v in s.scored.items())}), "
+              f"reused {sum(s.reused.values())}, failed to decode {s.failed}, {s.rows_per_s():.1f} rows/s")
+    for kind in s.unmatched_labels:
+        if s.unmatched_labels[kind]:
+            con.print(f"[yellow]{kind} teacher lacks classes (rows not scored): {s.unmatched_labels[kind]}[/]")
+        if s.unmatched_teacher[kind]:
+            con.print(f"{kind} teacher classes with no class here: {len(s.unmatched_teacher[kind])}")
+    if r.cheap.checked:
+        cost = r.cheap.cost_per_kept()
+        con.print(f"cheap filters: checked {r.cheap.checked}, kept {r.cheap.kept}; rejected "
+                  + ", ".join(f"{k} {v}" for k, v in r.cheap.rejected.items() if v) + "; seconds per kept item "
+                  + ", ".join(f"{k} {v:.4f}" for k, v in cost.items()))
+    if dry_run and r.dry_run is not None:
+        t = Table(title=f"rows each rule would keep ({', '.join(rules.enabled()) or 'no rule'})", title_justify="left",
+                  show_edge=False)
+        for c in r.dry_run.columns:
+            t.add_column(str(c), justify="left" if c == "class" else "right")
+        for row in r.dry_run.itertuples(index=False):
+            t.add_row(*map(str, row))
+        con.print(t)
+        return
+    con.print("rules removed: " + (", ".join(f"{k} {v}" for k, v in r.removed.items()) or "nothing"))
+    if r.clips:
+        con.print(f"untrimmed: {r.clips['videos']} videos, {r.clips['windows_kept']}/{r.clips['windows']} windows "
+                  f"kept, {r.clips['clips']} clips cut")
+    df = r.manifest
+    t = Table(title="kept per class", title_justify="left", show_edge=False)
+    for c in ("class", "kept", "scored", "fraction"):
+        t.add_column(c, justify="left" if c == "class" else "right")
+    scored = df[df["teacher_score"].notna() & df["source"].ne("clip")]
+    for name, rows in scored.groupby("label"):
+        kept = int((rows["status"] == "ok").sum())
+        t.add_row(str(name), str(kept), str(len(rows)), f"{kept / len(rows):.2f}")
+    con.print(t)
+    con.print("status: " + ", ".join(f"{k} {v}" for k, v in df["status"].value_counts().items()))

@@ -1,0 +1,268 @@
+"""Keep rules over teacher scores (OmniSource §4) and clips cut from untrimmed videos (OmniSource §5.2).
+
+A scored row is kept when every enabled rule keeps it: probability of its own label >= threshold, among the
+top-k of its class, among the top fraction of its class, teacher top-1 == its label. Dropped rows stay in the
+manifest with `status=rejected` and `error=teacher_mismatch` (the prediction named another class) or
+`teacher_low` (any other rule). Untrimmed videos are scored window by window instead; windows the teacher
+believes (threshold and match rules) are merged when adjacent and cut with ffmpeg into new clip rows.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from curate import manifest as mf
+from curate import media
+from curate.sampling import dense_windows
+from curate.cheap import CheapReport, CheapRules, cheap_filter
+from curate.teacher import ScoreReport, Teacher, score_manifest
+
+RULES = ("threshold", "top_k", "top_frac", "match")
+
+
+@dataclass(frozen=True)
+class KeepRules:
+    """None / False switches a rule off; the defaults are OmniSource's published rule (top-1 must match)."""
+
+    threshold: float | None = None
+    top_k: int | None = None
+    top_frac: float | None = None
+    match: bool = True
+
+    def enabled(self) -> list[str]:
+        return [r for r in RULES if getattr(self, r) not in (None, False)]
+
+
+def candidates(df: pd.DataFrame) -> pd.Series:
+    """Rows the rules judge: status ok with a teacher score."""
+    return (df["status"] == "ok") & df["teacher_score"].notna()
+
+
+def rule_masks(df: pd.DataFrame, rules: KeepRules) -> dict[str, pd.Series]:
+    """{rule: rows it keeps} over the candidate rows (ties at the top-k / fraction cut broken by item_id)."""
+    cand = df[candidates(df)]
+    out: dict[str, pd.Series] = {}
+    if rules.threshold is not None:
+        out["threshold"] = cand["teacher_score"] >= rules.threshold
+    if rules.top_k is not None or rules.top_frac is not None:
+        ranked = cand.sort_values(["teacher_score", "item_id"], ascending=[False, True], kind="stable")
+        rank = ranked.groupby("label_id").cumcount().reindex(cand.index)
+        size = cand.groupby("label_id")["item_id"].transform("size")
+        if rules.top_k is not None:
+            out["top_k"] = rank < rules.top_k
+        if rules.top_frac is not None:
+            out["top_frac"] = rank < np.ceil(size * rules.top_frac - 1e-9)
+    if rules.match:
+        out["match"] = cand["teacher_pred"].astype("Int64") == cand["label_id"].astype("Int64")
+    return {k: v.fillna(False).astype(bool) for k, v in out.items()}
+
+
+def apply_rules(df: pd.DataFrame, rules: KeepRules) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Reject the candidate rows some rule drops; returns the manifest and how many rows each rule removed."""
+    masks = rule_masks(df, rules)
+    df = df.copy()
+    removed = {r: int((~m).sum()) for r, m in masks.items()}
+    if not masks:
+        return df, removed
+    keep = pd.concat(masks, axis=1).all(axis=1)
+    mismatch = ~masks["match"] if "match" in masks else pd.Series(False, index=keep.index)
+    for idx in keep.index[~keep]:
+        if mismatch[idx]:
+            err = f"teacher_mismatch: teacher predicts class {df.at[idx, 'teacher_pred']}, not {df.at[idx, 'label_id']}"
+        else:
+            failed = [r for r, m in masks.items() if not m[idx]]
+            err = f"teacher_low: p={df.at[idx, 'teacher_score']:.3f} fails {', '.join(failed)}"
+        df.loc[idx, ["status", "error"]] = ["rejected", err]
+    return df, removed
+
+
+def dry_run_table(df: pd.DataFrame, rules: KeepRules) -> pd.DataFrame:
+    """Per class: candidates, rows each rule alone would keep, rows all rules keep."""
+    cand = df[candidates(df)]
+    masks = rule_masks(df, rules)
+    table = pd.DataFrame({"class": cand["label"], "candidates": 1}, index=cand.index)
+    for r, m in masks.items():
+        table[r] = m.astype(int)
+    table["kept"] = pd.concat(masks, axis=1).all(axis=1).astype(int) if masks else 1
+    return table.groupby("class").sum().reset_index()
+
+
+# ----------------------------------------------------------------------------------------------- untrimmed videos
+
+def is_untrimmed(df: pd.DataFrame, longer_than_s: float | None) -> pd.Series:
+    """Usable whole-video rows longer than longer_than_s seconds (None: no row is treated as untrimmed)."""
+    if longer_than_s is None:
+        return pd.Series(False, index=df.index)
+    return ((df["status"] == "ok") & (df["media"] == "video") & df["start_s"].isna()
+            & (df["duration_s"].astype(float) > longer_than_s).fillna(False))
+
+
+def window_rows(parent: Mapping, window_s: float, stride_s: float | None) -> pd.DataFrame:
+    """The dense windows of one untrimmed video as rows over the parent's file (start_s/end_s inside it; frames and
+    duration_s stay the file's, as the data pipeline expects of a window of a longer file)."""
+    fps, frames = float(parent["fps"]), int(parent["frames"])
+    rows = []
+    for a, b in dense_windows(frames, fps, window_s, stride_s):
+        s, e = a / fps, b / fps
+        rows.append({**{k: parent[k] for k in ("path", "label", "label_id", "split", "fps", "width", "height",
+                                                "codec", "query", "url")},
+                     "item_id": mf.item_id("clip", str(parent["item_id"]), s, e), "source": "clip",
+                     "source_id": str(parent["item_id"]), "media": "video", "start_s": s, "end_s": e,
+                     "frames": frames, "duration_s": parent["duration_s"], "status": "ok",
+                     "parent_id": parent["item_id"]})
+    return mf.from_records(rows)
+
+
+def merge_windows(spans: list[tuple[float, float]]) -> list[tuple[float, float, list[int]]]:
+    """Kept windows (start, end) -> maximal runs of overlapping or touching windows, with the windows' positions."""
+    out: list[list] = []
+    for k in sorted(range(len(spans)), key=lambda k: spans[k]):
+        s, e = spans[k]
+        if out and s <= out[-1][1] + 1e-6:
+            out[-1][1] = max(out[-1][1], e)
+            out[-1][2].append(k)
+        else:
+            out.append([s, e, [k]])
+    return [(s, e, ks) for s, e, ks in out]
+
+
+def cut_clips(df: pd.DataFrame, root: str | Path, teacher: Teacher, rules: KeepRules, window_s: float,
+              stride_s: float | None = None, longer_than_s: float | None = None, batch_size: int = 16,
+              workers: int = 0, progress: Callable[[int, int], None] | None = None
+              ) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Score windows of every untrimmed row; kept windows merged and cut (exact ffmpeg re-encode) into clip rows
+    with parent_id; the parent becomes `rejected` with `untrimmed: cut into N clips` (or teacher_low: no window)."""
+    root = Path(root)
+    df = df.reset_index(drop=True).copy()
+    parents = df[is_untrimmed(df, longer_than_s) & df["label_id"].notna()]
+    stats = {"videos": len(parents), "windows": 0, "windows_kept": 0, "clips": 0}
+    if parents.empty:
+        return df, stats
+    windows = pd.concat([window_rows(r, window_s, stride_s) for r in parents.to_dict("records")], ignore_index=True)
+    scored, _ = score_manifest(windows, root, {"video": teacher}, batch_size=batch_size, workers=workers,
+                               progress=progress)
+    stats["windows"] = len(scored)
+    window_rules = KeepRules(threshold=rules.threshold, match=rules.match)
+    masks = rule_masks(scored, window_rules)
+    kept = pd.concat(masks, axis=1).all(axis=1) if masks else candidates(scored)
+    scored = scored.loc[kept.index[kept]]
+    stats["windows_kept"] = len(scored)
+    clips = []
+    for parent in parents.to_dict("records"):
+        mine = scored[scored["parent_id"] == parent["item_id"]]
+        spans = merge_windows(list(zip(mine["start_s"], mine["end_s"])))
+        for s, e, ks in spans:
+            clips.append(_cut(root, parent, s, e, mine.iloc[ks]))
+        i = df.index[df["item_id"] == parent["item_id"]][0]
+        df.loc[i, ["status", "error"]] = (["rejected", f"untrimmed: cut into {len(spans)} clips"] if spans else
+                                          ["rejected", f"teacher_low: no {window_s:g}-s window kept"])
+    stats["clips"] = len(clips)
+    return mf.upsert(df, mf.from_records(clips)) if clips else df, stats
+
+
+def _cut(root: Path, parent: Mapping, s: float, e: float, windows: pd.DataFrame) -> dict:
+    """One clip row: [s, e) of the parent's file re-encoded; teacher columns = mean score, best window's top-5."""
+    iid = mf.item_id("clip", str(parent["item_id"]), s, e)
+    rel = mf.media_relpath("clip", iid, "mp4")
+    best = windows.loc[windows["teacher_score"].idxmax()]
+    row = {k: parent[k] for k in ("label", "label_id", "split", "query", "url")}
+    row.update(item_id=iid, source="clip", source_id=str(parent["item_id"]), parent_id=parent["item_id"],
+               start_s=round(s, 6), end_s=round(e, 6), path=rel, teacher_score=float(windows["teacher_score"].mean()),
+               teacher_pred=int(best["teacher_pred"]), teacher_top5=list(best["teacher_top5"]),
+               teacher_sha=best["teacher_sha"])
+    try:
+        out = media.trim(root / parent["path"], root / rel, s, e, exact=True)
+        row.update(media.probe(out).as_row(), status="ok", sha256=_sha256(out))
+    except media.MediaError as exc:
+        row.update(status="failed", error=f"{exc.code}: {exc}", path=None)
+    return row
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+
+def plot_scores(df: pd.DataFrame, out: str | Path) -> list[Path]:
+    """One PNG per source: histogram of teacher scores, kept rows against rejected ones."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    scored = df[df["teacher_score"].notna()]
+    for source, rows in scored.groupby("source"):
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        bins = np.linspace(0, 1, 21)
+        kept = rows["status"] == "ok"
+        ax.hist([rows.loc[kept, "teacher_score"], rows.loc[~kept, "teacher_score"]], bins=bins, stacked=True,
+                label=[f"kept ({int(kept.sum())})", f"rejected ({int((~kept).sum())})"], color=["tab:green", "tab:red"])
+        ax.set_xlabel("teacher probability of the row's own label")
+        ax.set_ylabel("rows")
+        ax.set_title(f"teacher scores: {source}")
+        ax.legend()
+        fig.tight_layout()
+        path = out / f"scores_{source}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+@dataclass
+class FilterResult:
+    manifest: pd.DataFrame
+    cheap: CheapReport
+    scores: ScoreReport
+    removed: dict[str, int]            # rule -> rows it removed
+    clips: dict[str, int]
+    dry_run: pd.DataFrame | None = None
+
+
+def filter_manifest(df: pd.DataFrame, root: str | Path, teachers: Mapping[str, Teacher], rules: KeepRules,
+                    cheap: CheapRules | None = CheapRules(), mapping: Mapping[str, str] | None = None,
+                    untrimmed_over_s: float | None = None, window_s: float = 10.0, stride_s: float | None = None,
+                    batch_size: int = 16, workers: int = 0, embeddings: str | Path | None = None,
+                    dry_run: bool = False, commit: Callable[[pd.DataFrame], None] | None = None,
+                    progress: Callable[[str, int, int], None] | None = None) -> FilterResult:
+    """Cheap filters -> teacher scores (untrimmed videos aside) -> keep rules -> clips of untrimmed videos.
+
+    dry_run scores (committed, so the real run reuses them) but rejects nothing and cuts nothing."""
+    step = (lambda name: (lambda done, total: progress(name, done, total))) if progress else (lambda name: None)
+    cheap_report = CheapReport()
+    if cheap is not None:
+        fresh = df["teacher_sha"].isna()  # rows a teacher saw already passed the cheap filters
+        checked, cheap_report = cheap_filter(df[fresh], root, cheap, max(1, workers), step("cheap"))
+        df = mf.upsert(df, checked)
+        if commit and not dry_run:
+            commit(df)
+    untrimmed = is_untrimmed(df, untrimmed_over_s)
+    whole, long = df[~untrimmed], df[untrimmed]
+    scored, report = score_manifest(whole, root, teachers, mapping, batch_size, workers, embeddings=embeddings,
+                                    commit=(lambda d: commit(mf.upsert(df, d))) if commit else None,
+                                    progress=step("teacher"))
+    df = mf.upsert(df, scored)
+    if dry_run:
+        return FilterResult(df, cheap_report, report, {}, {}, dry_run_table(df.loc[~df["item_id"].isin(
+            long["item_id"])], rules))
+    df, removed = apply_rules(df, rules)
+    clips = {}
+    if not long.empty and "video" in teachers:
+        df, clips = cut_clips(df, root, teachers["video"], rules, window_s, stride_s, untrimmed_over_s, batch_size,
+                              workers, step("windows"))
+    if commit:
+        commit(df)
+    return FilterResult(df, cheap_report, report, removed, clips)

@@ -1,0 +1,196 @@
+"""curate filter on the demo world: class matching, teacher scoring with resume, keep rules, precision/recall
+against the world's truth, cheap filters on planted videos, clips cut from an untrimmed video, the command."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from curate import manifest as mf
+from curate import media
+from curate.cheap import CheapRules, cheap_filter
+from curate.cli import cli
+from curate.filter import (KeepRules, apply_rules, cut_clips, dry_run_table, filter_manifest, merge_windows,
+                           window_rows)
+from curate.teacher import load_teacher, match_classes, read_embeddings, read_mapping, score_manifest
+
+WEB_KINDS = ("web_image", "feed_image", "feed_video")
+
+
+@pytest.fixture(scope="module")
+def web(tiny_world):
+    """The world's web images and trimmed web videos as a crawler would list them (truth columns kept aside)."""
+    truth = mf.read(tiny_world.truth_web, validate_rows=False)
+    return truth[truth["kind"].isin(WEB_KINDS)].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def teacher(tiny_teacher):
+    return load_teacher(tiny_teacher, "cpu")
+
+
+def test_classes_match_by_name_or_mapping_file(tmp_path):
+    labels = {0: "square slides left", 1: "Triangle_Grows", 2: "ring rises"}
+    m = match_classes(["triangle grows", "square-slides-left", "abseiling"], labels)
+    assert m.to_teacher == {1: 0, 0: 1}
+    assert list(m.to_label) == [1, 0, -1]
+    assert m.unmatched_labels == ("ring rises",) and m.unmatched_teacher == ("abseiling",)
+    # A Kinetics-400 -> Mini-Kinetics style index map: teacher index -> label id.
+    (tmp_path / "map.json").write_text(json.dumps({"2": 2, "0": "triangle grows"}))
+    m = match_classes(["a", "b", "c"], labels, read_mapping(tmp_path / "map.json"))
+    assert m.to_teacher == {2: 2, 1: 0} and m.unmatched_labels == ("square slides left",)
+    with pytest.raises(ValueError, match="not a class of the manifest"):
+        match_classes(["a"], labels, {"0": "no such class"})
+
+
+def _hand_scored():
+    rows = []
+    for label in (0, 1):
+        for k, (score, pred) in enumerate([(0.9, label), (0.8, label), (0.5, 1 - label), (0.3, label), (0.1, 1 - label)]):
+            rows.append(dict(item_id=f"{label}{k:015x}", label=f"c{label}", label_id=label, status="ok", path="x.jpg",
+                             media="image", source="web_image", teacher_score=score, teacher_pred=pred))
+    rows.append(dict(item_id="f" * 16, label="c0", label_id=0, status="failed", error="http_404: gone"))
+    return mf.from_records(rows)
+
+
+def test_keep_rules_on_hand_made_scores():
+    df = _hand_scored()
+    kept = lambda out: sorted(out.loc[out["status"] == "ok", "teacher_score"].astype(float).round(3))  # noqa: E731
+    out, removed = apply_rules(df, KeepRules(threshold=0.4, match=False))
+    assert len(out) == len(df) and removed == {"threshold": 4}
+    assert kept(out) == [0.5, 0.5, 0.8, 0.8, 0.9, 0.9]
+    assert out.loc[df["teacher_score"].astype(float).round(3) == 0.1, "error"].str.startswith("teacher_low").all()
+    assert out.loc[df["status"] == "failed", "error"].tolist() == ["http_404: gone"]
+
+    out, _ = apply_rules(df, KeepRules(match=True))
+    bad = out[df["teacher_pred"] != df["label_id"]]
+    assert (bad.loc[bad["status"] != "failed", "error"].str.startswith("teacher_mismatch")).all()
+    assert (out["status"] == "ok").sum() == 6
+
+    out, _ = apply_rules(df, KeepRules(top_k=2, match=False))
+    assert kept(out) == [0.8, 0.8, 0.9, 0.9]
+    out, _ = apply_rules(df, KeepRules(top_frac=0.5, match=False))  # ceil(5 * 0.5) = 3 per class
+    assert (out["status"] == "ok").sum() == 6
+
+    table = dry_run_table(df, KeepRules(threshold=0.4, top_k=2, match=True)).set_index("class")
+    assert table.loc["c0"].to_dict() == {"candidates": 5, "threshold": 3, "top_k": 2, "match": 3, "kept": 2}
+
+
+def test_scoring_fills_columns_and_resumes(web, teacher, tiny_world, tmp_path):
+    emb = tmp_path / "emb.parquet"
+    commits = []
+    df, rep = score_manifest(web, tiny_world.root, {"image": teacher, "video": teacher}, batch_size=8, chunk=16,
+                             embeddings=emb, commit=lambda d: commits.append(d.copy()))
+    usable = (web["status"] == "ok") & web["path"].notna()
+    scored = df[df["teacher_sha"].notna()]
+    assert len(scored) == usable.sum() == sum(rep.scored.values()) and rep.failed == 0
+    assert scored["teacher_score"].between(0, 1).all()
+    assert all(t[0] == p and len(t) == 4 for t, p in zip(scored["teacher_top5"], scored["teacher_pred"]))
+    assert len(commits) == -(-rep.scored["image"] // 16) + -(-rep.scored["video"] // 16)
+    vecs = read_embeddings(emb, teacher.sha)
+    assert set(vecs) == set(scored["item_id"]) and len({v.shape for v in vecs.values()}) == 1
+
+    # A run killed after its second commit resumes from what was committed: only the rest is scored.
+    partial = commits[1]
+    assert 0 < partial["teacher_sha"].notna().sum() < len(scored)
+    again, rep2 = score_manifest(partial, tiny_world.root, {"image": teacher, "video": teacher}, batch_size=8)
+    assert sum(rep2.scored.values()) == len(scored) - partial["teacher_sha"].notna().sum()
+    pd.testing.assert_series_equal(again["teacher_pred"], df["teacher_pred"])
+    np.testing.assert_allclose(again["teacher_score"].astype(float), df["teacher_score"].astype(float), atol=1e-5)
+    _, rep3 = score_manifest(again, tiny_world.root, {"image": teacher, "video": teacher})
+    assert sum(rep3.scored.values()) == 0 and sum(rep3.reused.values()) == len(scored)
+
+
+def test_filter_precision_beats_the_clean_rate(web, teacher, tiny_world):
+    """Keep iff top-1 == query class (OmniSource's rule): the kept rows are cleaner than the crawl."""
+    out = filter_manifest(web, tiny_world.root, {"image": teacher, "video": teacher}, KeepRules(match=True)).manifest
+    judged = out[out["teacher_score"].notna()]
+    clean = judged["true_label_id"] == judged["label_id"]
+    kept = judged["status"] == "ok"
+    precision, recall, base = clean[kept].mean(), kept[clean].mean(), clean.mean()
+    print(f"\nfilter on {len(judged)} web rows: precision {precision:.3f} recall {recall:.3f} "
+          f"(clean rate {base:.3f}, kept {int(kept.sum())})")
+    assert kept.sum() >= 5
+    assert precision > base
+
+
+def _planted(tmp_path, frames, name):
+    path = media.write_video(tmp_path / f"{name}.mp4", frames, fps=8)
+    p = media.probe(path)
+    return dict(item_id=mf.item_id("local", name), source="local", source_id=name, path=path.name, status="ok",
+                **p.as_row())
+
+
+def test_cheap_filters_catch_planted_black_frozen_static_videos(tiny_world, tmp_path):
+    target = mf.read(tiny_world.target_manifest)
+    clip = media.read_frames(tiny_world.root / target["path"][0], range(16))
+    rng = np.random.default_rng(0)
+    still = np.repeat(clip[:1], 16, axis=0)
+    black = rng.integers(0, 6, size=(16, 64, 64, 3), dtype=np.uint8)
+    frozen = np.concatenate([clip[:3], np.repeat(clip[3:4], 13, axis=0)])
+    crawling = still.copy()  # the scene stands still, only a 2x2 dot crawls along: near-static, not frozen
+    for k in range(16):
+        crawling[k, 30:32, 10 + k:12 + k] = 255
+    rows = [_planted(tmp_path, clip, "moving"), _planted(tmp_path, black, "black"),
+            _planted(tmp_path, frozen, "frozen"), _planted(tmp_path, crawling, "static"),
+            _planted(tmp_path, clip[:, :24, :24], "small"), _planted(tmp_path, clip[:3], "short")]
+    df, rep = cheap_filter(mf.from_records(rows), tmp_path, CheapRules())
+    codes = dict(zip(df["source_id"], [mf.error_code(e) for e in df["error"]]))
+    assert codes == {"moving": None, "black": "black", "frozen": "frozen", "static": "static",
+                     "small": "too_small", "short": "too_short"}, df["error"].tolist()
+    assert rep.kept == 1 and set(rep.cost_per_kept()) == {"metadata", "pixels"}
+
+
+def test_clips_cut_from_an_untrimmed_video_are_exact(tiny_world, teacher, tmp_path):
+    assert merge_windows([(2.0, 4.0), (0.0, 2.0), (5.0, 7.0), (3.0, 5.0), (9.0, 10.0)]) == [
+        (0.0, 7.0, [1, 0, 3, 2]), (9.0, 10.0, [4])]
+    truth = mf.read(tiny_world.truth_web, validate_rows=False)
+    video = truth[(truth["kind"] == "untrimmed") & (truth["status"] == "ok")].iloc[[0]].reset_index(drop=True)
+    link = tmp_path / video["path"][0]
+    link.parent.mkdir(parents=True)
+    link.symlink_to(tiny_world.root / video["path"][0])
+    out, stats = cut_clips(video, tmp_path, teacher, KeepRules(threshold=0.0, match=False), window_s=2.0,
+                           stride_s=1.0, longer_than_s=4.0)
+    # Every window passes a zero threshold: one clip spanning the whole video, cut exactly.
+    fps, n = float(video["fps"][0]), int(video["frames"][0])
+    assert stats["windows"] == stats["windows_kept"] == len(range(0, n - 16 + 1, 8)) + ((n - 16) % 8 > 0)
+    clip = out[out["source"] == "clip"].iloc[0]
+    assert clip["parent_id"] == video["item_id"][0] and clip["status"] == "ok"
+    assert (clip["start_s"], clip["end_s"]) == (0.0, pytest.approx(n / fps))
+    assert out.loc[0, "status"] == "rejected" and out.loc[0, "error"] == "untrimmed: cut into 1 clips"
+
+    # With the median window score as the bar about half the windows stay; each clip is [start, end) of the
+    # parent to the frame, and the kept windows are exactly the ones at or above the bar.
+    windows, _ = score_manifest(window_rows(video.iloc[0], 2.0, 1.0), tmp_path, {"video": teacher})
+    bar = float(windows["teacher_score"].median())
+    out, stats = cut_clips(video, tmp_path, teacher, KeepRules(threshold=bar, match=False), 2.0, 1.0, 4.0)
+    assert stats["windows_kept"] == (windows["teacher_score"] >= bar).sum() < stats["windows"]
+    clips = out[out["source"] == "clip"]
+    assert len(clips) >= 1
+    parent = media.read_frames(link, range(n))
+    for c in clips.itertuples():
+        a, b = round(c.start_s * fps), round(c.end_s * fps)
+        got = media.read_frames(tmp_path / c.path, range(int(c.frames)))
+        assert abs(int(c.frames) - (b - a)) <= 1 and (b - a) < n
+        assert np.abs(got[0].astype(int) - parent[a].astype(int)).mean() < 4.0
+
+
+def test_filter_command_dry_run_then_real_then_rerun(web, tiny_teacher, tiny_world, tmp_path):
+    path = mf.write(web[list(mf.COLUMNS)], tmp_path / "web.parquet", {"data_root": str(tiny_world.root)})
+    out = tmp_path / "kept.parquet"
+    args = ["filter", str(path), "--teacher", str(tiny_teacher), "--out", str(out), "--threshold", "0.2",
+            "--workers", "0"]
+    dry = CliRunner().invoke(cli, [*args, "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "would keep" in dry.output and (mf.read(out)["status"] != "rejected").sum() > 0
+    real = CliRunner().invoke(cli, args)
+    assert real.exit_code == 0, real.output
+    assert "scored 0 rows" in real.output and "rules removed" in real.output
+    df = mf.read(out)
+    codes = {mf.error_code(e) for e in df["error"]}
+    assert len(df) == len(web) and {"teacher_low", "teacher_mismatch"} & codes
+    assert list((tmp_path / "kept_plots").glob("scores_*.png"))
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0 and "scored 0 rows" in again.output and "rules removed: threshold 0" in again.output
+    pd.testing.assert_frame_equal(mf.read(out), df)
