@@ -132,7 +132,7 @@ def test_tiny_slowonly_overfits_two_clips_with_curate_train(tiny_world, tmp_path
     manifest = tmp_path / "two.parquet"
     mf.write(two.reset_index(drop=True), manifest)
     torch.set_num_threads(2)
-    res = CliRunner().invoke(cli, ["train", str(manifest), "--model", "slowonly_r50", "--tiny", "--epochs", "15",
+    res = CliRunner().invoke(cli, ["train", str(manifest), "--model", "slowonly_r50", "--tiny", "--epochs", "10",
                                    "--batch-size", "2", "--optimizer", "adamw", "--lr", "0.01", "--val-split", "none",
                                    "--data-root", str(tiny_world.root), "--out", str(tmp_path / "run"),
                                    "--set", "schedule.log_every=1", "--set", "data.flip=0",
@@ -140,7 +140,7 @@ def test_tiny_slowonly_overfits_two_clips_with_curate_train(tiny_world, tmp_path
     assert res.exit_code == 0, res.output
     losses = [e["loss"] for e in map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines())
               if e["event"] == "train"]
-    assert len(losses) == 15
+    assert len(losses) == 10
     assert sum(losses[-3:]) / 3 < 0.3 * sum(losses[:3]) / 3, losses
     res = CliRunner().invoke(cli, ["eval", str(tmp_path / "run" / "last.pt"), str(manifest), "--split", "train",
                                    "--data-root", str(tiny_world.root)])

@@ -52,7 +52,8 @@ def _bundled() -> str:
 @click.option("--num-clips", type=int, default=None, help="Clips (2D: segments) per sample.")
 @click.option("--size", type=int, default=None, help="Crop side in pixels (the pre-crop scale follows).")
 @click.option("--pretrained", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="A local torchvision ImageNet state dict for the 2D backbone (nothing is downloaded).")
+              help="A local torchvision ImageNet state dict for the 2D backbone, or inflated into a 3D ResNet "
+                   "(i3d_r50, slowonly_r50: k x k kernels repeated over time, divided by T). Nothing is downloaded.")
 @click.option("--set", "sets", multiple=True, metavar="KEY.PATH=VALUE",
               help="Any config value, e.g. --set schedule.warmup_epochs=2 --set data.flip=0. Repeatable.")
 @click.option("--workers", type=int, default=None, help="DataLoader worker processes (default 0).")
