@@ -6,6 +6,7 @@ import click
 from curate import __version__
 from curate.cli import crawl as _crawl
 from curate.cli import datasets as _datasets
+from curate.cli import dedup as _dedup
 from curate.cli import demo as _demo
 from curate.cli import filter as _filter
 from curate.cli import gym as _gym
@@ -37,6 +38,7 @@ cli.add_command(_gym.gym)
 cli.add_command(_probe.probe)
 cli.add_command(_crawl.crawl)
 cli.add_command(_filter.filter_cmd)
+cli.add_command(_dedup.dedup_cmd)
 
 
 def main() -> None:
