@@ -6,10 +6,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from curate import manifest as mf
 from curate.cli import cli
 from trainers.config import ConfigError, build_model, count_parameters, load_model_config
+from trainers.inputs import resolve_data
 from trainers.models.resnet2d import ResNet2d
 from trainers.models.resnet3d import Conv2Plus1d, ResNet3d, inflate_2d_weights, resnet3d_csn
 from trainers.models.slowfast import ResNet3dSlowFast
@@ -17,6 +19,38 @@ from trainers.models.x3d import X3D, SqueezeExcite
 
 # config -> backbone feature time length for an 8-frame clip (tiny widths, 32x32 -> 1x1 spatially)
 FEATURE_T = {"slowonly_r50": 8, "i3d_r50": 1, "r2plus1d_r34": 1, "ircsn_r152": 1, "ipcsn_r152": 1, "x3d_m": 8}
+
+
+# (config, crop side, published GFLOPs of one view = multiply-adds, source). MMAction2 counts its 3D ResNets at
+# 256x256 (224 x 256/224 = the 0.766 ratio a 224 count shows), C3D at 112, PySlowFast X3D-M at 224.
+PUBLISHED_GFLOPS = [
+    ("i3d_r50", 256, 43.5, "MMAction2 I3D R50 32x2x1"),
+    ("slowonly_r50", 256, 54.75, "MMAction2 SlowOnly R50 8x8x1"),
+    ("slowfast_r50", 256, 36.3, "MMAction2 SlowFast R50 4x16x1"),
+    ("r2plus1d_r34", 256, 213, "MMAction2 R(2+1)D R34 32x2x1"),
+    ("ircsn_r152", 256, 97.63, "MMAction2 ir-CSN R152 32x2x1"),
+    ("ipcsn_r152", 256, 109.9, "MMAction2 ip-CSN R152 32x2x1"),
+    ("c3d", 112, 38.5, "MMAction2 C3D 16x1x1"),
+    ("x3d_m", 224, 4.73, "PySlowFast X3D-M 16x5"),
+]
+
+
+@pytest.mark.parametrize("name,side,published,source", PUBLISHED_GFLOPS, ids=[p[0] for p in PUBLISHED_GFLOPS])
+def test_full_size_flops_match_the_published_ones(name, side, published, source, capsys):
+    """Counted on the meta device (no memory, no compute) for one clip of the config's clip_len: checks the
+    temporal and spatial strides that parameter counts cannot see. torch's counter takes convs and matmuls only;
+    mmcv's also counts BN, activations and pools, so ours may sit up to ~1 % below."""
+    cfg = load_model_config(name)
+    with torch.device("meta"):
+        model = build_model(cfg["model"]).eval()
+        clip = torch.empty(1, 1, 3, resolve_data(cfg)["clip_len"], side, side)
+    with FlopCounterMode(display=False) as counter:
+        model(clip)
+    ours = counter.get_total_flops() / 2e9
+    diff = 100 * (ours - published) / published
+    with capsys.disabled():
+        print(f"\n  {name:<14} {side}px published {published:7.2f} GMACs  ours {ours:7.2f}  diff {diff:+.2f}%  ({source})")
+    assert -1.5 <= diff <= 0.5
 
 
 def tiny(name, num_classes=5):
@@ -72,6 +106,13 @@ def test_i3d_inflated_from_2d_sees_a_constant_clip_as_the_frame():
     middle = got[:, 9:11]
     assert torch.allclose(middle, want[:, None].expand_as(middle), rtol=1e-4, atol=1e-3 * want.abs().max())
     assert (got[:, 0] - want).abs().max() > 1.0  # the ends do feel the zero padding: the comparison is not vacuous
+
+
+def test_torchvision_resnet50_inflates_key_for_key_into_i3d():
+    import torchvision
+
+    report = inflate_2d_weights(ResNet3d(depth=50), torchvision.models.resnet50().state_dict())
+    assert report == {"missing": [], "unused": ["fc.bias", "fc.weight"]}
 
 
 def test_inflated_weights_load_from_a_torchvision_file_through_the_config(tmp_path):
