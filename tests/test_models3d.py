@@ -49,7 +49,8 @@ def test_full_size_flops_match_the_published_ones(name, side, published, source,
     ours = counter.get_total_flops() / 2e9
     diff = 100 * (ours - published) / published
     with capsys.disabled():
-        print(f"\n  {name:<14} {side}px published {published:7.2f} GMACs  ours {ours:7.2f}  diff {diff:+.2f}%  ({source})")
+        print(f"\n  {name:<14} {side}px published {published:7.2f} GMACs  ours {ours:7.2f}  diff {diff:+.2f}%  "
+              f"({source})")
     assert -1.5 <= diff <= 0.5
 
 
@@ -113,6 +114,21 @@ def test_torchvision_resnet50_inflates_key_for_key_into_i3d():
 
     report = inflate_2d_weights(ResNet3d(depth=50), torchvision.models.resnet50().state_dict())
     assert report == {"missing": [], "unused": ["fc.bias", "fc.weight"]}
+
+
+def test_slowfast_slow_pathway_inflates_with_zero_lateral_weights(tmp_path):
+    torch.manual_seed(2)
+    path = tmp_path / "r18.pth"
+    net2d = ResNet2d(depth=18, base_channels=8)
+    torch.save({f"module.{k}": v for k, v in net2d.state_dict().items()}, path)  # DataParallel-style keys
+    model = ResNet3dSlowFast(depth=18, base_channels=8, channel_ratio=2, pretrained=str(path))
+    w3d, w2d = model.slow_path.layer2[0].conv1.weight, net2d.layer2[0].conv1.weight  # 8 slow + 2 x 4 fast channels
+    assert w3d.shape[1] == w2d.shape[1] + 8 and (w3d[:, w2d.shape[1]:] == 0).all()
+    assert torch.allclose(w3d[:, :w2d.shape[1]].sum(dim=2), w2d, atol=1e-6)
+    report = inflate_2d_weights(model.slow_path, torch.load(path, weights_only=True))
+    assert report["unused"] == []  # the lateral makes res2's first block project its input; R18 has no such conv
+    assert report["missing"] == [f"layer1.0.downsample.{k}" for k in
+                                 ("0.weight", "1.bias", "1.running_mean", "1.running_var", "1.weight")]
 
 
 def test_inflated_weights_load_from_a_torchvision_file_through_the_config(tmp_path):

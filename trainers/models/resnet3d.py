@@ -208,25 +208,30 @@ def inflate_2d_weights(model: nn.Module, state2d: Mapping[str, torch.Tensor]) ->
     """Copy a 2D ResNet state dict (ours or torchvision's) into a 3D one: each k x k kernel is repeated over the
     3D kernel's T time steps and divided by T, so a clip of identical frames gives the 2D activations.
 
-    BN statistics copy as they are; the classifier and keys without a same-named 3D tensor are left out.
-    Returns the 3D keys that got nothing and the 2D keys that were not used.
+    Convs that also read a SlowFast lateral (more input channels than the 2D kernel) get zero weights for the
+    extra channels, so they start as the 2D network. BN statistics copy as they are; the classifier and keys
+    without a same-named 3D tensor are left out. Returns the 3D keys that got nothing and the 2D keys not used.
     """
     state2d = state2d.get("state_dict", state2d)
     own = model.state_dict()
-    usable = {}
-    for key, value in state2d.items():
-        key = key.removeprefix("module.").removeprefix("backbone.")
+    usable, used = {}, set()
+    for name, value in state2d.items():
+        key = name.removeprefix("module.").removeprefix("backbone.")
         if key not in own:
             continue
         target = own[key]
         if value.dim() == 4 and target.dim() == 5:
             t = target.shape[2]
             value = value.unsqueeze(2).expand(-1, -1, t, -1, -1) / t
+            extra = target.shape[1] - value.shape[1]
+            if extra > 0:
+                value = torch.cat([value, value.new_zeros(value.shape[0], extra, *value.shape[2:])], dim=1)
         if value.shape == target.shape:
             usable[key] = value
+            used.add(name)
     model.load_state_dict(usable, strict=False)
     return {"missing": sorted(k for k in set(own) - set(usable) if not k.endswith("num_batches_tracked")),
-            "unused": sorted(set(state2d) - set(usable))}
+            "unused": sorted(set(state2d) - used)}
 
 
 def resnet3d_slowonly(depth: int = 50, in_channels: int = 3, base_channels: int = 64,

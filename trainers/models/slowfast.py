@@ -5,6 +5,7 @@ A lateral is a bias-free `fusion_kernel x 1 x 1` conv with temporal stride alpha
 fast features `lateral_infl` times; its output is concatenated onto the slow features, so the first block of
 each slow stage takes the extra channels (MMAction2's `ResNet3dSlowFast`, 4x16 defaults: tau 8, alpha 8,
 beta_inv 8). Each pathway is a `ResNet3d`; the backbone returns (slow, fast) maps for `SlowFastHead`.
+`pretrained` (a local 2D ResNet state dict) is inflated into the slow pathway; the fast one starts from scratch.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ class ResNet3dSlowFast(nn.Module):
     def __init__(self, depth: int = 50, in_channels: int = 3, base_channels: int = 64, resample_rate: int = 8,
                  speed_ratio: int = 8, channel_ratio: int = 8, fusion_kernel: int = 5, lateral_infl: int = 2,
                  slow_inflate: Sequence[int | Sequence[int]] = (0, 0, 1, 1),
-                 fast_conv1_kernel: Sequence[int] = (5, 7, 7), norm_eval: bool = False):
+                 fast_conv1_kernel: Sequence[int] = (5, 7, 7), norm_eval: bool = False, pretrained: str | None = None):
         super().__init__()
         if resample_rate % speed_ratio or base_channels % channel_ratio:
             raise ValueError(f"resample_rate ({resample_rate}) must be a multiple of speed_ratio ({speed_ratio}) and "
@@ -38,7 +39,8 @@ class ResNet3dSlowFast(nn.Module):
                                   inflate=(1, 1, 1, 1), **common)
         fast_widths = [base_channels // channel_ratio, *self.fast_path.stage_channels[:-1]]
         self.slow_path = ResNet3d(base_channels=base_channels, conv1_kernel=(1, 7, 7), inflate=slow_inflate,
-                                  lateral_channels=[c * lateral_infl for c in fast_widths], **common)
+                                  lateral_channels=[c * lateral_infl for c in fast_widths], pretrained=pretrained,
+                                  **common)
         self.laterals = nn.ModuleList(
             nn.Conv3d(c, c * lateral_infl, (fusion_kernel, 1, 1), (speed_ratio, 1, 1), (fusion_kernel // 2, 0, 0),
                       bias=False) for c in fast_widths)
