@@ -11,6 +11,7 @@ from curate.cli import demo as _demo
 from curate.cli import filter as _filter
 from curate.cli import gym as _gym
 from curate.cli import info as _info
+from curate.cli import localize as _localize
 from curate.cli import probe as _probe
 from curate.cli import serve_web as _serve_web
 from curate.cli import train as _train
@@ -39,6 +40,8 @@ cli.add_command(_probe.probe)
 cli.add_command(_crawl.crawl)
 cli.add_command(_filter.filter_cmd)
 cli.add_command(_dedup.dedup_cmd)
+cli.add_command(_localize.features)
+cli.add_command(_localize.localize)
 
 
 def main() -> None:

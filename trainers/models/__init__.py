@@ -3,10 +3,12 @@
 Builders take explicit keyword arguments (no **kwargs) so a config with a wrong key is reported with the list
 of valid keys. Backbones expose `out_channels` (the head's in_channels default).
 """
+from trainers.models.bmn import BMN
 from trainers.models.c3d import C3D
 from trainers.models.heads import I3DHead, SlowFastHead, TransformerHead, TSMHead, TSNHead
 from trainers.models.recognizers import Recognizer2D, Recognizer3D
 from trainers.models.resnet2d import ResNet2d
+from trainers.models.roi_head import AVADetector, RoIHead
 from trainers.models.resnet3d import ResNet3d, resnet2plus1d, resnet3d_csn, resnet3d_slowonly
 from trainers.models.s3d import S3D
 from trainers.models.slowfast import ResNet3dSlowFast
@@ -49,4 +51,18 @@ RECOGNIZERS = {
 # Models made of whole recognizers (each stream its own {type, backbone, cls_head}), fused late.
 FUSIONS = {
     "TwoStream": TwoStream,
+}
+
+# Temporal action localizers: feature sequences [B, C, T] in, proposal maps out (trainers/localization.py).
+LOCALIZERS = {
+    "BMN": BMN,
+}
+
+# Spatio-temporal action detectors: a backbone + a per-box head (trainers/detection.py).
+DETECTORS = {
+    "AVADetector": AVADetector,
+}
+
+ROI_HEADS = {
+    "RoIHead": RoIHead,
 }
