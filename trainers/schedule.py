@@ -46,6 +46,8 @@ class Schedule:
     seed: int = 0
     level: str = "label"                # label, element, set or event: which hierarchy level is the class
     best_metric: str = "top1"           # top1, top5 or mean_class_acc: what best.pt keeps the best of
+    freeze_backbone: bool = False       # transfer: train the head only (backbone norms keep their statistics)
+    backbone_lr_mult: float = 1.0       # transfer: backbone lr = lr x this (e.g. 0.1 when fine-tuning)
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> "Schedule":
@@ -86,14 +88,18 @@ def lr_factor(s: Schedule, step: int, steps_per_epoch: int) -> float:
 
 
 def make_optimizer(model: nn.Module, s: Schedule) -> torch.optim.Optimizer:
-    """SGD or AdamW; parameters whose name contains a no_decay_key get no weight decay."""
-    decay, no_decay = [], []
+    """SGD or AdamW; parameters whose name contains a no_decay_key get no weight decay, backbone parameters
+    (everything outside the classification head) get lr x backbone_lr_mult; frozen parameters are left out."""
+    from trainers.transfer import is_head
+
+    buckets: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if p.requires_grad:
-            (no_decay if any(k in name for k in s.no_decay_keys) else decay).append(p)
-    groups = [{"params": decay, "weight_decay": s.weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
+            key = (any(k in name for k in s.no_decay_keys), is_head(name))
+            buckets.setdefault(key, []).append(p)
+    groups = [{"params": params, "weight_decay": 0.0 if no_decay else s.weight_decay,
+               "lr_mult": 1.0 if head else s.backbone_lr_mult}
+              for (no_decay, head), params in sorted(buckets.items())]
     if s.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=s.lr, momentum=s.momentum, nesterov=s.nesterov)
     return torch.optim.AdamW(groups, lr=s.lr, betas=s.betas)
@@ -102,5 +108,5 @@ def make_optimizer(model: nn.Module, s: Schedule) -> torch.optim.Optimizer:
 def set_lr(optimizer: torch.optim.Optimizer, s: Schedule, step: int, steps_per_epoch: int) -> float:
     lr = s.lr * lr_factor(s, step, steps_per_epoch)
     for g in optimizer.param_groups:
-        g["lr"] = lr
+        g["lr"] = lr * g.get("lr_mult", 1.0)
     return lr

@@ -35,6 +35,7 @@ from trainers.inputs import build_pipelines, input_spec, resolve_data, streams
 from trainers.plots import plot_curve
 from trainers.schedule import Schedule, make_optimizer, set_lr
 from trainers.sources import MixedBatchSampler, RankShard, SequentialBatchSampler, Source, Stream, load_source
+from trainers.transfer import freeze_backbone, init_from_checkpoint, keep_frozen_eval
 
 CONFIG_KEYS = ("model", "data", "schedule")
 DEFAULT_CACHE_BYTES = 512 << 20
@@ -74,12 +75,12 @@ def make_config(model: str | Path, tiny: bool = False, sets: Sequence[str] = (),
     return merge(cfg, overrides or {})
 
 
-def _fingerprint(cfg: Mapping[str, Any], sources: Sequence[Source], schedule: Schedule) -> str:
+def _fingerprint(cfg: Mapping[str, Any], sources: Sequence[Source], schedule: Schedule, init: str | None) -> str:
     """What must not change across a resume (the number of epochs and logging knobs may)."""
     sched = {k: v for k, v in schedule.as_dict().items()
              if k not in ("epochs", "eval_every", "log_every", "save_every", "workers", "sync_bn")}
     blob = json.dumps({"model": cfg["model"], "data": cfg.get("data"), "schedule": sched,
-                       "sources": [s.describe() for s in sources]}, sort_keys=True, default=str)
+                       "sources": [s.describe() for s in sources], "init": init}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -197,7 +198,8 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
 
 
 def train(cfg: Mapping[str, Any], sources: Sequence[Source], out: str | Path, *, val: Source | None = None,
-          resume: bool = False, classes: list[str] | None = None, device: str | torch.device | None = None,
+          resume: bool = False, classes: list[str] | None = None, init: str | Path | None = None,
+          device: str | torch.device | None = None,
           cache_bytes: int = DEFAULT_CACHE_BYTES, console: Console | None = None, progress: bool = True
           ) -> TrainResult:
     """Train cfg's model on sources (the first is the target, the rest auxiliary; see trainers.sources).
@@ -207,17 +209,19 @@ def train(cfg: Mapping[str, Any], sources: Sequence[Source], out: str | Path, *,
     out/ is an error rather than silently overwritten.
     Under torchrun every rank calls this with the same arguments (trainers.distributed): schedule.batch_size stays
     the global batch, and the run gives the loss curve of one process.
+    init: a checkpoint to start from (transfer to this label set: backbone loaded, head re-initialised; see
+    trainers.transfer), with schedule.freeze_backbone / backbone_lr_mult.
     """
     rank, device, started = ddp.setup(device)
     try:
-        return _train(cfg, sources, Path(out), val, resume, classes, device, rank, cache_bytes,
+        return _train(cfg, sources, Path(out), val, resume, classes, init, device, rank, cache_bytes,
                       console or Console(quiet=not progress), progress and rank.main)
     finally:
         ddp.teardown(started)
 
 
 def _train(cfg: Mapping[str, Any], sources: Sequence[Source], out: Path, val: Source | None, resume: bool,
-           classes: list[str] | None, device: torch.device, rank: ddp.Rank, cache_bytes: int, con: Console,
+           classes: list[str] | None, init: str | Path | None, device: torch.device, rank: ddp.Rank, cache_bytes: int, con: Console,
            progress: bool) -> TrainResult:
     t_start = time.perf_counter()
     unknown = sorted(set(cfg) - set(CONFIG_KEYS))
@@ -227,7 +231,8 @@ def _train(cfg: Mapping[str, Any], sources: Sequence[Source], out: Path, val: So
     data = resolve_data(cfg)
     amp = device.type == "cuda" if s.amp is None else bool(s.amp)
     last_path, best_path = out / "last.pt", out / "best.pt"
-    fingerprint = _fingerprint(cfg, sources, s)
+    init_sha = read_checkpoint(init, verify=False)["meta"]["sha256"] if init else None
+    fingerprint = _fingerprint(cfg, sources, s, init_sha)
     if last_path.exists() and not resume:
         raise ConfigError(f"{out} already holds a run (last.pt); pass resume=True / --resume to continue it, "
                           "or choose another output folder")
@@ -263,11 +268,15 @@ def _train(cfg: Mapping[str, Any], sources: Sequence[Source], out: Path, val: So
         val_loader = make_loader([vds], SequentialBatchSampler(len(vds), s.batch_size), s.workers, s.seed)
 
     torch.manual_seed(s.seed)
-    model = build_model(cfg["model"], num_classes=space.num_classes).to(device)
+    model = build_model(cfg["model"], num_classes=space.num_classes)
+    init_report = init_from_checkpoint(model, init, space.names) if init else None
+    if s.freeze_backbone:
+        freeze_backbone(model)
+    model = model.to(device)
     optimizer = make_optimizer(model, s)
     meta = {"model": cfg["model"], "classes": list(space.names), "labels": space.to_dict(), "data": data,
             "input": input_spec(data), "schedule": s.as_dict(), "sources": [src.describe() for src in sources],
-            "fingerprint": fingerprint}
+            "fingerprint": fingerprint, "init": init_report.as_dict() if init_report else None}
     epoch, step, best = 0, 0, {"value": None, "epoch": None, "metrics": {}}
     resume_step, note = None, {}
     if rank.active:  # dropout and other randomness in the step differ per rank (the data does not: keys are seeded)
@@ -291,6 +300,11 @@ def _train(cfg: Mapping[str, Any], sources: Sequence[Source], out: Path, val: So
     log = MetricsLog(out / "metrics.jsonl", resume_step, enabled=rank.main)
     if resume_step is not None:
         log.write(event="resume", epoch=epoch, step=step, global_step=resume_step, world=rank.world, **note)
+    elif init_report:
+        log.write(event="init", global_step=0, **init_report.as_dict())
+        if rank.main:
+            for line in init_report.lines():
+                con.print(line)
     if rank.main:
         (out / "config.yaml").write_text(yaml.safe_dump({**{k: v for k, v in cfg.items()}, "data": data,
                                                          "schedule": s.as_dict(), "world": rank.world,
@@ -316,6 +330,8 @@ def _train(cfg: Mapping[str, Any], sources: Sequence[Source], out: Path, val: So
         while epoch < s.epochs:
             sampler.set_epoch(epoch, step)
             net.train()
+            if s.freeze_backbone:
+                keep_frozen_eval(model)
             t0, clips = time.perf_counter(), 0
             for groups in loader:
                 g_step = epoch * spe + step

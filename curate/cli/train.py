@@ -54,6 +54,13 @@ def _bundled() -> str:
 @click.option("--pretrained", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A local torchvision ImageNet state dict for the 2D backbone, or inflated into a 3D ResNet "
                    "(i3d_r50, slowonly_r50: k x k kernels repeated over time, divided by T). Nothing is downloaded.")
+@click.option("--init", "init", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Start from one of our checkpoints trained on another label set (transfer): the backbone is "
+                   "loaded, the head re-initialised for MANIFEST's classes (rows of classes with the same name "
+                   "kept); what was not loaded is listed.")
+@click.option("--freeze-backbone", is_flag=True, default=None, help="With --init: train the head only.")
+@click.option("--backbone-lr-mult", type=float, default=None,
+              help="Backbone learning rate as a fraction of --lr (e.g. 0.1 when fine-tuning with --init).")
 @click.option("--set", "sets", multiple=True, metavar="KEY.PATH=VALUE",
               help="Any config value, e.g. --set schedule.warmup_epochs=2 --set data.flip=0. Repeatable.")
 @click.option("--workers", type=int, default=None, help="DataLoader worker processes (default 0).")
@@ -74,6 +81,7 @@ def train(ctx: click.Context, manifest_path: Path, model_name: str | None, confi
           split: str, val_split: str, level: str | None, data_root: Path | None, out: Path | None,
           epochs: int | None, batch_size: int | None, lr: float | None, optimizer: str | None, clip_len: int | None,
           frame_interval: int | None, num_clips: int | None, size: int | None, pretrained: str | None,
+          init: Path | None, freeze_backbone: bool | None, backbone_lr_mult: float | None,
           sets: tuple[str, ...], workers: int | None, seed: int | None, save_every: int | None, device: str | None,
           resume: bool, nproc_per_node: int | None, nnodes: str, node_rank: int, master_addr: str | None,
           master_port: int | None) -> None:
@@ -90,6 +98,7 @@ def train(ctx: click.Context, manifest_path: Path, model_name: str | None, confi
       curate train world/manifests/target.parquet --model tsn_r50 --tiny --size 64 --epochs 20
       curate train target.parquet --model slowonly_r50 --source web=web.parquet:share=0.5,power=0.5
       curate train target.parquet --model tsm_r50 --nproc-per-node 8        # DDP on 8 GPUs (torchrun)
+      curate train ucf101_split1.parquet --model tsn_r50 --init runs/tsn_r50/best.pt --backbone-lr-mult 0.1
     """
     from trainers import distributed
 
@@ -110,7 +119,9 @@ def train(ctx: click.Context, manifest_path: Path, model_name: str | None, confi
     try:
         base = make_config(model_name or config_file, tiny=tiny)
         schedule = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
-                                          workers=workers, seed=seed, save_every=save_every, level=level).items()
+                                          workers=workers, seed=seed, save_every=save_every, level=level,
+                                          freeze_backbone=freeze_backbone, backbone_lr_mult=backbone_lr_mult
+                                          ).items()
                     if v is not None}
         model_over = {}
         if pretrained:  # every 2D backbone of the model (both streams of a two-stream model)
@@ -129,7 +140,7 @@ def train(ctx: click.Context, manifest_path: Path, model_name: str | None, confi
             con.print(f"[yellow]no rows in split {val_split!r}: training without validation[/]")
             val = None
         out = out or Path("runs") / (model_name or config_file.stem)
-        result = run(cfg, [target, *aux], out, val=val, resume=resume, device=device, console=con)
+        result = run(cfg, [target, *aux], out, val=val, resume=resume, init=init, device=device, console=con)
     except (ConfigError, CheckpointError, mf.ManifestError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     if distributed.from_env().main:
