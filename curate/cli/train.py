@@ -53,7 +53,8 @@ def _bundled() -> str:
 @click.option("--size", type=int, default=None, help="Crop side in pixels (the pre-crop scale follows).")
 @click.option("--pretrained", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A local torchvision ImageNet state dict for the 2D backbone, or inflated into a 3D ResNet "
-                   "(i3d_r50, slowonly_r50: k x k kernels repeated over time, divided by T). Nothing is downloaded.")
+                   "(i3d_r50, slowonly_r50, slowfast_r50's slow pathway: k x k kernels repeated over time, "
+                   "divided by T). Nothing is downloaded.")
 @click.option("--init", "init", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Start from one of our checkpoints trained on another label set (transfer): the backbone is "
                    "loaded, the head re-initialised for MANIFEST's classes (rows of classes with the same name "
