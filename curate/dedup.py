@@ -23,7 +23,7 @@ import pandas as pd
 
 from curate import manifest as mf
 from curate import media
-from curate.teacher import Teacher, forward, loader, read_embeddings, write_embeddings, ScoreDataset
+from curate.teacher import ScoreDataset, Teacher, forward, loader, read_embeddings, write_embeddings
 
 FLAT_MAX = 200_000   # indexed vectors up to this many: exact search; beyond: IVF
 
@@ -120,10 +120,10 @@ def build_index(vectors: np.ndarray, kind: str = "auto", gpu: bool | None = None
     if kind == "flat":
         index, desc = faiss.IndexFlatIP(d), "exact (IndexFlatIP)"
     elif kind == "ivf":
-        nlist = max(1, min(int(4 * math.sqrt(n)), n // 39))
+        nlist = max(1, min(int(math.sqrt(n)), n // 40))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
         rng = np.random.default_rng(0)
-        index.train(vectors[rng.choice(n, min(n, 256 * nlist), replace=False)])
+        index.train(vectors[rng.choice(n, min(n, 40 * nlist), replace=False)])  # k-means on a sample: seconds
         index.nprobe = min(nlist, 32)
         desc = f"IVF{nlist},Flat nprobe {index.nprobe}"
     else:

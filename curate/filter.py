@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 
@@ -266,3 +267,48 @@ def filter_manifest(df: pd.DataFrame, root: str | Path, teachers: Mapping[str, T
     if commit:
         commit(df)
     return FilterResult(df, cheap_report, report, removed, clips)
+
+
+def plot_extremes(df: pd.DataFrame, root: str | Path, out: str | Path, n: int = 4, side: int = 96) -> Path | None:
+    """An image grid: per class, the n highest- and n lowest-scored rows (middle frame), scores in the titles."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scored = df[df["teacher_score"].notna() & df["path"].notna() & df["source"].ne("clip")]
+    if scored.empty:
+        return None
+    classes = sorted(scored["label"].dropna().unique())
+    fig, axes = plt.subplots(len(classes), 2 * n, figsize=(2 * n * 1.3, len(classes) * 1.5), squeeze=False)
+    for r, name in enumerate(classes):
+        rows = scored[scored["label"] == name].sort_values("teacher_score", ascending=False)
+        top, bottom = list(rows.head(n).itertuples()), list(rows.tail(n).itertuples())
+        picks = top + [None] * (n - len(top)) + [None] * (n - len(bottom)) + bottom
+        for c, row in enumerate(picks):
+            ax = axes[r, c]
+            ax.axis("off")
+            if row is None:
+                continue
+            ax.imshow(_thumb(Path(root) / row.path, row, side))
+            ax.set_title(f"{row.teacher_score:.2f}{'' if row.status == 'ok' else ' x'}", fontsize=7,
+                         color="black" if row.status == "ok" else "red")
+        axes[r, 0].text(-0.1, 0.5, name, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=7)
+    fig.suptitle(f"per class: {n} highest | {n} lowest teacher scores (x: rejected)", fontsize=9)
+    path = Path(out) / "extremes.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _thumb(path: Path, row, side: int) -> np.ndarray:
+    try:
+        if row.media == "image":
+            frame = media.read_image(path)
+        else:
+            n = int(row.frames) if pd.notna(row.frames) else media.probe(path).frames
+            frame = media.read_frames(path, [n // 2])[0]
+    except media.MediaError:
+        return np.zeros((side, side, 3), np.uint8)
+    return cv2.resize(frame, (side, side), interpolation=cv2.INTER_AREA)

@@ -190,7 +190,7 @@ def test_filter_command_dry_run_then_real_then_rerun(web, tiny_teacher, tiny_wor
     df = mf.read(out)
     codes = {mf.error_code(e) for e in df["error"]}
     assert len(df) == len(web) and {"teacher_low", "teacher_mismatch"} & codes
-    assert list((tmp_path / "kept_plots").glob("scores_*.png"))
+    assert list((tmp_path / "kept_plots").glob("scores_*.png")) and (tmp_path / "kept_plots" / "extremes.png").exists()
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 0 and "scored 0 rows" in again.output and "rules removed: threshold 0" in again.output
     pd.testing.assert_frame_equal(mf.read(out), df)

@@ -70,7 +70,7 @@ def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: Path | 
       curate filter web.parquet --image-teacher tsn.pt --video-teacher slowonly.pt --top-frac 0.5 --dry-run
     """
     from curate.cheap import CheapRules
-    from curate.filter import KeepRules, filter_manifest, plot_scores
+    from curate.filter import KeepRules, filter_manifest, plot_extremes, plot_scores
     from curate.teacher import read_mapping, teachers_from_args
     from trainers.data import find_data_root
 
@@ -108,7 +108,9 @@ def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: Path | 
         raise click.ClickException(str(exc)) from exc
     _summary(con, result, rules, dry_run)
     if not dry_run:
-        for p in plot_scores(result.manifest, plots or out.parent / (out.name.removesuffix(".parquet") + "_plots")):
+        plot_dir = plots or out.parent / (out.name.removesuffix(".parquet") + "_plots")
+        grid = plot_extremes(result.manifest, root, plot_dir)
+        for p in [*plot_scores(result.manifest, plot_dir), *([grid] if grid else [])]:
             con.print(f"  {p}")
     con.print(f"{'dry run: ' if dry_run else ''}{out} in {time.perf_counter() - t0:.1f} s")
 
