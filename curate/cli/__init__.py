@@ -7,6 +7,7 @@ from curate import __version__
 from curate.cli import crawl as _crawl
 from curate.cli import datasets as _datasets
 from curate.cli import dedup as _dedup
+from curate.cli import efficiency as _efficiency
 from curate.cli import demo as _demo
 from curate.cli import filter as _filter
 from curate.cli import gym as _gym
@@ -42,6 +43,7 @@ cli.add_command(_filter.filter_cmd)
 cli.add_command(_dedup.dedup_cmd)
 cli.add_command(_localize.features)
 cli.add_command(_localize.localize)
+cli.add_command(_efficiency.efficiency)
 
 
 def main() -> None:
