@@ -241,14 +241,16 @@ def filter_manifest(df: pd.DataFrame, root: str | Path, teachers: Mapping[str, T
                     progress: Callable[[str, int, int], None] | None = None) -> FilterResult:
     """Cheap filters -> teacher scores (untrimmed videos aside) -> keep rules -> clips of untrimmed videos.
 
-    dry_run scores (committed, so the real run reuses them) but rejects nothing and cuts nothing."""
+    dry_run scores and applies the rules in memory only: nothing is written, rejected or cut."""
     step = (lambda name: (lambda done, total: progress(name, done, total))) if progress else (lambda name: None)
+    if dry_run:
+        commit, embeddings = None, None
     cheap_report = CheapReport()
     if cheap is not None:
         fresh = df["teacher_sha"].isna()  # rows a teacher saw already passed the cheap filters
         checked, cheap_report = cheap_filter(df[fresh], root, cheap, max(1, workers), step("cheap"))
         df = mf.upsert(df, checked)
-        if commit and not dry_run:
+        if commit:
             commit(df)
     untrimmed = is_untrimmed(df, untrimmed_over_s)
     whole, long = df[~untrimmed], df[untrimmed]

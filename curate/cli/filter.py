@@ -47,8 +47,8 @@ from trainers.config import ConfigError
 @click.option("--device", default=None, help="cpu, cuda, ... (default: cuda when present; bf16 autocast there).")
 @click.option("--plots", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the score histograms (default: next to the output manifest).")
-@click.option("--dry-run", is_flag=True, help="Score (saved for the real run) and print what each rule would keep "
-                                              "per class; reject nothing, cut nothing.")
+@click.option("--dry-run", is_flag=True, help="Score and print what each rule would keep per class; nothing is "
+                                              "written, rejected or cut.")
 def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: Path | None, video_teacher: Path | None,
                class_map: Path | None, out: Path | None, data_root: Path | None, threshold: float | None,
                top_k: int | None, top_frac: float | None, match: bool, cheap: bool, min_side: int,
@@ -112,7 +112,8 @@ def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: Path | 
         grid = plot_extremes(result.manifest, root, plot_dir)
         for p in [*plot_scores(result.manifest, plot_dir), *([grid] if grid else [])]:
             con.print(f"  {p}")
-    con.print(f"{'dry run: ' if dry_run else ''}{out} in {time.perf_counter() - t0:.1f} s")
+    con.print(f"dry run: nothing written ({time.perf_counter() - t0:.1f} s)" if dry_run else
+              f"{out} in {time.perf_counter() - t0:.1f} s")
 
 
 def _summary(con: Console, r, rules, dry_run: bool) -> None:
