@@ -21,7 +21,6 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from curate import manifest as mf
 from curate import media
 from curate.teacher import ScoreDataset, Teacher, forward, loader, read_embeddings, write_embeddings
 

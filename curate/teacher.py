@@ -23,7 +23,6 @@ import pyarrow.parquet as pq
 import torch
 import yaml
 
-from curate import manifest as mf
 from curate import media
 
 TOP_K = 5

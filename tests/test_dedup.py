@@ -58,7 +58,8 @@ def test_planted_copies_of_val_and_test_clips_are_all_found(web, target, tiny_wo
     assert len(df) == len(web)
 
     # Rerun: nothing to check, nothing decoded, same manifest.
-    again, rep2 = dedup_manifest(df, target, tiny_world.root, tiny_world.root, emb, 0.75, cache=tmp_path / "emb.parquet")
+    again, rep2 = dedup_manifest(df, target, tiny_world.root, tiny_world.root, emb, 0.75,
+                                 cache=tmp_path / "emb.parquet")
     assert rep2.checked == 0 and emb.calls == [rep.against, rep.checked]
     pd.testing.assert_frame_equal(again, df)
 

@@ -47,7 +47,8 @@ def test_classes_match_by_name_or_mapping_file(tmp_path):
 def _hand_scored():
     rows = []
     for label in (0, 1):
-        for k, (score, pred) in enumerate([(0.9, label), (0.8, label), (0.5, 1 - label), (0.3, label), (0.1, 1 - label)]):
+        scores = [(0.9, label), (0.8, label), (0.5, 1 - label), (0.3, label), (0.1, 1 - label)]
+        for k, (score, pred) in enumerate(scores):
             rows.append(dict(item_id=f"{label}{k:015x}", label=f"c{label}", label_id=label, status="ok", path="x.jpg",
                              media="image", source="web_image", teacher_score=score, teacher_pred=pred))
     rows.append(dict(item_id="f" * 16, label="c0", label_id=0, status="failed", error="http_404: gone"))

@@ -119,7 +119,8 @@ def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: Path | 
 def _summary(con: Console, r, rules, dry_run: bool) -> None:
     s = r.scores
     con.print(f"teacher: scored {sum(s.scored.values())} rows ({', '.join(f'{k} {v}' for k, v in s.scored.items())}), "
-              f"reused {sum(s.reused.values())}, failed to decode {s.failed}, {s.rows_per_s():.1f} rows/s")
+              f"reused {sum(s.reused.values())}, failed to decode {s.failed}, no teacher for their media "
+              f"{s.no_teacher}, {s.rows_per_s():.1f} rows/s")
     for kind in s.unmatched_labels:
         if s.unmatched_labels[kind]:
             con.print(f"[yellow]{kind} teacher lacks classes (rows not scored): {s.unmatched_labels[kind]}[/]")
