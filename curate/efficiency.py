@@ -107,11 +107,11 @@ def _run_config(model: str | Path, tiny: bool, epochs: int, batch_size: int, lr:
     return cfg
 
 
-def _key(cfg: Mapping[str, Any], src: Source | None, items: pd.Series | None) -> str:
-    """What a finished run was: its config, the source's options and the exact rows it added."""
-    desc = {k: v for k, v in src.describe().items() if k not in ("manifest", "root")} if src else None
-    ids = sorted(map(str, items)) if items is not None else []
-    blob = json.dumps({"cfg": cfg, "source": desc, "items": ids}, sort_keys=True, default=str)
+def _key(cfg: Mapping[str, Any], sources: Sequence[Source]) -> str:
+    """What a run is: its config, each source's options and the exact rows it trains on."""
+    parts = [({k: v for k, v in s.describe().items() if k not in ("manifest", "root")},
+              sorted(map(str, s.manifest["item_id"]))) for s in sources]
+    blob = json.dumps({"cfg": cfg, "sources": parts}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -137,13 +137,12 @@ def _one_run(run_dir: Path, key: str, cfg: Mapping[str, Any], sources: list[Sour
         (run_dir / "web_items.txt").write_text("".join(f"{i}\n" for i in web.manifest["item_id"]))
     result = train(cfg, sources, run_dir, resume=(run_dir / "last.pt").exists(), device=device, console=con,
                    progress=progress)
-    ckpt = result.best or result.last
-    ev = evaluate_checkpoint(ckpt, test.manifest, test_split, data_root=test.root, device=device)
+    ev = evaluate_checkpoint(result.last, test.manifest, test_split, data_root=test.root, device=device)
     if not ev.metrics.get("n"):
         raise ConfigError(f"the target has no usable rows in split {test_split!r} to test on")
     row = {"top1": float(ev.metrics["top1"]), "mean_class_acc": float(ev.metrics["mean_class_acc"]),
            "test_clips": int(ev.metrics["n"]), "seconds": round(result.seconds + ev.metrics["seconds"], 3),
-           "checkpoint": ckpt.name}
+           "checkpoint": result.last.name}
     _write_json(done, row)
     return row, False
 
@@ -173,8 +172,8 @@ def efficiency_curves(target: str | Path | pd.DataFrame, sources: Mapping[str, s
     space = LabelSpace.from_manifest(tdf)
     cfg = _run_config(model, tiny, epochs, batch_size, lr, size, seed, schedule, data)
 
-    plan: list[tuple[str, float, Path, list[Source], dict[str, float], str]] = [
-        (TARGET_ONLY, 0.0, out / "runs" / TARGET_ONLY, [tgt], storage(tdf.iloc[:0]), _key(cfg, None, None))]
+    plan: list[tuple[str, float, Path, list[Source], dict[str, float]]] = [
+        (TARGET_ONLY, 0.0, out / "runs" / TARGET_ONLY, [tgt], storage(tdf.iloc[:0]))]
     for name, value in sources.items():
         src = _as_source(name, value)
         rows, path = _usable(src, space)
@@ -184,13 +183,12 @@ def efficiency_curves(target: str | Path | pd.DataFrame, sources: Mapping[str, s
         for f, subset in nested_subsets(rows, fractions, seed).items():
             part = Source(name, subset, split=None, weight=src.weight, share=src.share, batch=src.batch,
                           power=src.power, pseudo=src.pseudo, root=src_root)
-            plan.append((name, f, out / "runs" / name / f"f{f:g}", [tgt, part], storage(subset),
-                         _key(cfg, part, subset["item_id"])))
+            plan.append((name, f, out / "runs" / name / f"f{f:g}", [tgt, part], storage(subset)))
 
     records = []
-    for i, (name, f, run_dir, srcs, cost, key) in enumerate(plan, 1):
-        row, reused = _one_run(run_dir, key, cfg, srcs, Source("test", tdf, root=root), test_split, device, con,
-                               progress)
+    for i, (name, f, run_dir, srcs, cost) in enumerate(plan, 1):
+        row, reused = _one_run(run_dir, _key(cfg, srcs), cfg, srcs, Source("test", tdf, root=root), test_split,
+                               device, con, progress)
         con.print(f"[{i}/{len(plan)}] {name} x{f:g}: {cost['items']} web items, {cost['gigabytes']:.4f} GB -> "
                   f"top1 {row['top1']:.3f}" + (" (done before)" if reused else f" in {row['seconds']:.1f} s"))
         records.append({"source": name, "fraction": f, **cost, "top1": row["top1"],

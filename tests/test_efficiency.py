@@ -91,6 +91,15 @@ def test_curves_on_the_demo_world_then_a_rerun_trains_nothing(tiny_world, web, t
     assert gains["gain"].tolist() == pytest.approx([table.loc[(table["source"] == s) & (table["fraction"] == 1.0),
                                                               "top1"].iloc[0] - zero["top1"] for s in gains["source"]])
 
+    # a finished run that lost its scores (killed during the test pass) is resumed (no step taken) and scored again
+    victim = out / "runs" / "videos" / "f0.5"
+    (victim / "result.json").unlink()
+    steps = (victim / "metrics.jsonl").read_text().count('"event": "train"')
+    rescored = eff.efficiency_curves(tiny_world.target_manifest, web, out, fractions=[0.25, 0.5, 1.0], epochs=1,
+                                     data={"num_clips": 4})
+    assert (victim / "metrics.jsonl").read_text().count('"event": "train"') == steps
+    pd.testing.assert_frame_equal(rescored.drop(columns="seconds"), table.drop(columns="seconds"))
+
     # rerun through the function with the same data as DataFrames: every point is read back, nothing trains
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.pt")}
 
@@ -100,7 +109,7 @@ def test_curves_on_the_demo_world_then_a_rerun_trains_nothing(tiny_world, web, t
     monkeypatch.setattr(eff, "train", no_training)
     again = eff.efficiency_curves(tiny_world.target_manifest, web, out, fractions=[0.25, 0.5, 1.0], epochs=1,
                                   data={"num_clips": 4})
-    pd.testing.assert_frame_equal(again, table)
+    pd.testing.assert_frame_equal(again, rescored)
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.pt")} == stamps
     with pytest.raises(ConfigError, match="other settings"):                       # a changed run is refused
         eff.efficiency_curves(tiny_world.target_manifest, web, out, fractions=[0.25, 0.5, 1.0], epochs=2,
