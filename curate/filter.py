@@ -20,7 +20,7 @@ from curate import manifest as mf
 from curate import media
 from curate.sampling import dense_windows
 from curate.cheap import CheapReport, CheapRules, cheap_filter
-from curate.teacher import ScoreReport, Teacher, score_manifest
+from curate.teacher import ScoreReport, Teacher, inspection_only, score_manifest
 
 RULES = ("threshold", "top_k", "top_frac", "match")
 
@@ -40,7 +40,7 @@ class KeepRules:
 
 def candidates(df: pd.DataFrame) -> pd.Series:
     """Rows the rules judge: status ok with a teacher score."""
-    return (df["status"] == "ok") & df["teacher_score"].notna()
+    return (df["status"] == "ok") & df["teacher_score"].notna() & ~inspection_only(df)
 
 
 def rule_masks(df: pd.DataFrame, rules: KeepRules) -> dict[str, pd.Series]:
@@ -247,7 +247,7 @@ def filter_manifest(df: pd.DataFrame, root: str | Path, teachers: Mapping[str, T
         commit, embeddings = None, None
     cheap_report = CheapReport()
     if cheap is not None:
-        fresh = df["teacher_sha"].isna()  # rows a teacher saw already passed the cheap filters
+        fresh = df["teacher_sha"].isna() & ~inspection_only(df)  # rows a teacher saw passed the cheap filters
         checked, cheap_report = cheap_filter(df[fresh], root, cheap, max(1, workers), step("cheap"))
         df = mf.upsert(df, checked)
         if commit:

@@ -8,6 +8,7 @@ decoded video, and the same seed gives the same frames.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -85,3 +86,30 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
         raise ValueError(f"need a uint8 RGB image [H, W, 3], got {image.dtype} {image.shape}")
     return image
+
+
+def write_pseudo_rows(rows, root, mode: str = "moving", frames: int = 16, fps: float = 8.0, strength: float = 1.0,
+                      seed: int = 0):
+    """Usable image rows -> H.264 pseudo-video rows for inspection (source 'pseudo', parent_id = the image row);
+    the seed of each camera path comes from (seed, the new row's id), so reruns draw the same paths."""
+    import pandas as pd
+
+    from curate import manifest as mf
+    from curate import media
+
+    if mode not in ("static", "moving"):
+        raise ValueError(f"pseudo-video mode must be static or moving, got {mode!r}")
+    root, out = Path(root), []
+    images = rows[(rows["media"] == "image") & (rows["status"] == "ok") & rows["path"].notna()]
+    for r in images.to_dict("records"):
+        iid = mf.item_id("pseudo", f"{r['item_id']}:{mode}:{frames}:{strength:g}:{seed}")
+        rel = mf.media_relpath("pseudo", iid, "mp4")
+        image = media.read_image(root / r["path"])
+        clip = (static_clip(image, frames) if mode == "static" else
+                moving_clip(image, np.arange(frames), np.random.default_rng([seed, int(iid[:12], 16)]), frames,
+                            strength))
+        probe = media.probe(media.write_video(root / rel, np.ascontiguousarray(clip), fps=fps))
+        keep = {k: (None if pd.isna(r.get(k)) else r.get(k)) for k in ("label", "label_id", "split", "query", "url")}
+        out.append({**keep, **probe.as_row(), "item_id": iid, "source": "pseudo", "source_id": r["item_id"],
+                    "parent_id": r["item_id"], "path": rel, "status": "ok"})
+    return mf.from_records(out)

@@ -223,9 +223,14 @@ class ScoreReport:
         return sum(self.scored.values()) / self.seconds if self.seconds else 0.0
 
 
+def inspection_only(df: pd.DataFrame) -> pd.Series:
+    """Rows written only to be looked at (mp4 pseudo-videos of images): never scored, filtered or counted."""
+    return df["source"].eq("pseudo").fillna(False).astype(bool)
+
+
 def scorable(df: pd.DataFrame) -> pd.Series:
     """Rows a teacher looks at: status ok with a file and a label."""
-    return (df["status"] == "ok") & df["path"].notna() & df["label_id"].notna()
+    return (df["status"] == "ok") & df["path"].notna() & df["label_id"].notna() & ~inspection_only(df)
 
 
 def apply_scores(df: pd.DataFrame, index: list[int], probs: np.ndarray, match: ClassMatch, sha: str) -> None:

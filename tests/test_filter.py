@@ -181,7 +181,7 @@ def test_filter_command_dry_run_then_real_then_rerun(web, tiny_teacher, tiny_wor
     path = mf.write(web[list(mf.COLUMNS)], tmp_path / "web.parquet", {"data_root": str(tiny_world.root)})
     out = tmp_path / "kept.parquet"
     args = ["filter", str(path), "--teacher", str(tiny_teacher), "--out", str(out), "--threshold", "0.2",
-            "--workers", "0"]
+            "--workers", "0", "--pseudo-mp4", "moving"]
     dry = CliRunner().invoke(cli, [*args, "--dry-run"])
     assert dry.exit_code == 0, dry.output
     assert "would keep" in dry.output and not out.exists()
@@ -190,8 +190,16 @@ def test_filter_command_dry_run_then_real_then_rerun(web, tiny_teacher, tiny_wor
     assert "reused 0" in real.output and "rules removed" in real.output
     df = mf.read(out)
     codes = {mf.error_code(e) for e in df["error"]}
-    assert len(df) == len(web) and {"teacher_low", "teacher_mismatch"} & codes
+    pseudo = df[df["source"] == "pseudo"]
+    kept_images = df[(df["media"] == "image") & (df["status"] == "ok") & (df["source"] != "pseudo")]
+    assert len(df) == len(web) + len(pseudo) and {"teacher_low", "teacher_mismatch"} & codes
+    assert set(pseudo["parent_id"]) == set(kept_images["item_id"]) and (pseudo["frames"] == 16).all()
+    first = pseudo.iloc[0]
+    clip = media.read_frames(tiny_world.root / first["path"], range(16)).astype(int)
+    image = media.read_image(tiny_world.root / df.set_index("item_id").at[first["parent_id"], "path"]).astype(int)
+    assert np.abs(clip[0] - image).mean() < 6 < np.abs(clip[-1] - image).mean()  # H(0) = identity, then it moves
     assert list((tmp_path / "kept_plots").glob("scores_*.png")) and (tmp_path / "kept_plots" / "extremes.png").exists()
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 0 and "scored 0 rows" in again.output and "rules removed: threshold 0" in again.output
+    assert "pseudo-videos (moving): 0 written" in again.output
     pd.testing.assert_frame_equal(mf.read(out), df)

@@ -47,6 +47,9 @@ from trainers.config import ConfigError
 @click.option("--device", default=None, help="cpu, cuda, ... (default: cuda when present; bf16 autocast there).")
 @click.option("--plots", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the score histograms (default: next to the output manifest).")
+@click.option("--pseudo-mp4", type=click.Choice(["static", "moving"]), default=None,
+              help="Also write every kept image as an mp4 pseudo-video row (source 'pseudo', parent_id) to inspect "
+                   "what 3D students see (the trainers make these on the fly; this is for looking at them).")
 @click.option("--dry-run", is_flag=True, help="Score and print what each rule would keep per class; nothing is "
                                               "written, rejected or cut.")
 def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: Path | None, video_teacher: Path | None,
@@ -54,7 +57,7 @@ def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: Path | 
                top_k: int | None, top_frac: float | None, match: bool, cheap: bool, min_side: int,
                min_duration: float, max_duration: float | None, untrimmed_over: float | None, window_s: float,
                stride_s: float | None, batch_size: int, workers: int, device: str | None, plots: Path | None,
-               dry_run: bool) -> None:
+               pseudo_mp4: str | None, dry_run: bool) -> None:
     """Filter MANIFEST's web rows with a teacher trained on the target set (OmniSource).
 
     \b
@@ -104,6 +107,15 @@ def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: Path | 
                                      else None, untrimmed_over, window_s, stride_s, batch_size, workers,
                                      out.with_name(out.name.removesuffix(".parquet") + ".emb.parquet"), dry_run,
                                      commit, progress)
+        if pseudo_mp4 and not dry_run:
+            from curate.pseudo import write_pseudo_rows
+
+            df = result.manifest
+            done = set(df.loc[df["source"] == "pseudo", "parent_id"])
+            pseudo = write_pseudo_rows(df[~df["item_id"].isin(done) & df["teacher_score"].notna()], root, pseudo_mp4)
+            result.manifest = mf.upsert(df, pseudo)
+            commit(result.manifest)
+            con.print(f"pseudo-videos ({pseudo_mp4}): {len(pseudo)} written")
     except (ConfigError, CheckpointError, mf.ManifestError, FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     _summary(con, result, rules, dry_run)
