@@ -110,11 +110,11 @@ def split_videos(ids: list[str], val_fraction: float, seed: int) -> dict[str, st
     return {k: "val" if i < n_val else "train" for i, k in enumerate(order)}
 
 
-def from_world(world_root: str | Path, out: str | Path, keyframe_s: float = 0.5, jitter: float = 0.06,
+def from_world(world_root: str | Path, out: str | Path, keyframe_s: float = 0.25, jitter: float = 0.06,
                val_fraction: float = 0.3, margin_frames: int = 4, seed: int = 0) -> dict[str, Path]:
     """AVA files for the demo world's scenes under out/: train.csv, val.csv, proposals.csv, exclusions.csv,
     action_list.pbtxt, videos.csv (video_id, path, fps, frames, subset). Keyframes lie at least margin_frames
-    from either end of the video."""
+    from either end of the video; they are denser than AVA's 1 Hz because the world's scenes last 6 s."""
     root, out = Path(world_root), Path(out)
     web = pd.read_parquet(root / "truth" / "web.parquet")
     boxes = pd.read_parquet(root / "truth" / "boxes.parquet")

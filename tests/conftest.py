@@ -38,12 +38,12 @@ def tiny_teacher(tiny_world, tmp_path_factory):
 # Enough long videos and scenes for the localization / detection tests (tests/test_bmn.py, tests/test_ava.py).
 LOCDET_WORLD = dict(num_classes=4, seed=0, train_per_class=3, val_per_class=2, test_per_class=2,
                     web_images_per_class=2, feed_images_per_class=1, feed_videos_per_class=1, untrimmed_per_class=8,
-                    near_copies=2, routines_per_event=2, scenes=10, broken=0)
+                    near_copies=2, routines_per_event=2, scenes=16, broken=0)
 
 
 @pytest.fixture(scope="session")
 def locdet_world(tmp_path_factory):
-    """A 4-class demo world with 32 untrimmed videos, 4 routines and 10 AVA-style scenes."""
+    """A 4-class demo world with 32 untrimmed videos, 4 routines and 16 AVA-style scenes."""
     from curate.synth import make_world
 
     return make_world(tmp_path_factory.mktemp("locdet_world"), workers=2, **LOCDET_WORLD)
