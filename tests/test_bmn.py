@@ -152,3 +152,28 @@ def test_tiny_bmn_beats_uniform_proposals_on_the_demo_world(locdet_world, frame_
               if e["event"] == "train"]
     assert losses[-1]["loss/loss"] < losses[0]["loss/loss"]
     assert json.loads((tmp_path / "bmn" / "eval" / "proposals.json").read_text())["results"]
+
+
+def test_cli_from_world_features_and_train_bmn(locdet_world, frame_ckpt, tmp_path):
+    from click.testing import CliRunner
+
+    from curate.cli import cli
+
+    run = CliRunner().invoke
+    r = run(cli, ["localize", "from-world", str(locdet_world.root), "-o", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "activitynet.json").exists() and (tmp_path / "ava" / "proposals.csv").exists()
+    r = run(cli, ["features", str(frame_ckpt), str(locdet_world.root / "truth" / "web.parquet"), "-o",
+                  str(tmp_path / "f"), "--kind", "untrimmed", "--length", "16", "--stride-s", "0.5",
+                  "--data-root", str(locdet_world.root)])
+    assert r.exit_code == 0, r.output
+    web = pd.read_parquet(locdet_world.root / "truth" / "web.parquet")
+    n = int(((web["kind"] == "untrimmed") & (web["status"] == "ok")).sum())
+    assert f"{n} videos in" in r.output and len(read_index(tmp_path / "f")) == n
+    r = run(cli, ["localize", "train-bmn", str(tmp_path / "f"), str(tmp_path / "activitynet.json"), "-o",
+                  str(tmp_path / "bmn"), "--tiny", "--set", "schedule.epochs=2", "--set", "model.num_samples=4"])
+    assert r.exit_code == 0, r.output
+    assert "auc" in r.output and "baseline_auc" in r.output and (tmp_path / "bmn" / "eval" / "proposals.json").exists()
+    r = run(cli, ["localize", "train-bmn", str(tmp_path / "f"), str(tmp_path / "activitynet.json"), "-o",
+                  str(tmp_path / "bmn2"), "--tiny", "--set", "schedule.nope=1"])
+    assert r.exit_code != 0 and "nope" in r.output

@@ -112,6 +112,6 @@ def fit(model: nn.Module, cfg: Mapping[str, Any], batches: Callable[[int], Itera
                 con.log(f"epoch {epoch}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()
                                                        if isinstance(v, float)))
             checkpoint(last_path, True, metrics or best["metrics"])
-    plot_curve(log.entries(), out / "curve.png")
+    plot_curve([e for e in log.entries() if e.get("event") != "val"], out / "curve.png")  # losses; val in jsonl
     return FitResult(out, last_path, best_path if best_path.exists() else None, dict(best["metrics"]),
                      log.entries(), time.perf_counter() - t_start)

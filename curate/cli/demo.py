@@ -27,13 +27,17 @@ from curate.synth.web import WebHandle, serve
 @click.option("--classes", "num_classes", default=10, show_default=True, help="Classes in the demo world (2-17).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the world (same seed, same bytes).")
 @click.option("--workers", type=int, default=None, help="Processes generating the world (default: up to 4).")
-def demo(out: Path, num_classes: int, seed: int, workers: int | None) -> None:
+@click.option("--localize", is_flag=True,
+              help="Also train and evaluate a tiny BMN (temporal proposals) and a tiny AVA-style detector on the "
+                   "world's long videos and scenes, against their baselines (about a minute on 2 cores).")
+def demo(out: Path, num_classes: int, seed: int, workers: int | None, localize: bool) -> None:
     """Run the curation loop on the embedded demo world and say where its outputs went.
 
     \b
     1. generate the world under OUT/world (target clips, web corpus, ground truth; reused when present)
     2. serve its web on 127.0.0.1 and check what a crawler finds there (search, feeds, watch pages, CSV)
     3. probe every target clip (curate.media.probe) into OUT/manifests/target.parquet
+    4. with --localize: BMN and a detector under OUT/locdet (curate.locdet.run)
     Read the result with `curate info OUT/manifests/target.parquet`.
     """
     con = Console()
@@ -48,6 +52,27 @@ def demo(out: Path, num_classes: int, seed: int, workers: int | None) -> None:
     manifest = mf.write(target, out / "manifests" / "target.parquet",
                         {"data_root": str(world.root.resolve()), "world": json.dumps(world.counts["target"])})
     _summary(con, world, found, target, manifest, time.perf_counter() - t0)
+    if localize:
+        _locdet(con, world, out / "locdet")
+
+
+def _locdet(con: Console, world: World, out: Path) -> None:
+    from curate.locdet import run
+
+    t0 = time.perf_counter()
+    with con.status("training and evaluating tiny BMN and a tiny detector"):
+        m = run(world.root, out)
+    b, d = m["bmn"], m["detector"]
+    t = Table(title="localization and detection (validation)", title_justify="left")
+    for col in ("task", "model", "baseline", "more"):
+        t.add_column(col)
+    t.add_row("temporal proposals", f"BMN AUC {b['auc']:.1f}", f"evenly spaced fixed length {b['baseline_auc']:.1f}",
+              f"AR@1 {b['AR@1']:.1f}, AR@100 {b['AR@100']:.1f}, mAP {b['average_map']:.1f} ({b['videos']} videos)")
+    t.add_row("AVA-style detection", f"frame-mAP@0.5 {d['frame_map']:.1f}", f"class prior {d['baseline_frame_map']:.1f}",
+              f"{d['keyframes']} keyframes")
+    con.print(t)
+    con.print(f"  {'outputs':<17} {out}", soft_wrap=True, highlight=False)
+    con.print(f"done in {time.perf_counter() - t0:.1f} s")
 
 
 def _generate(root: Path, num_classes: int, seed: int, workers: int | None, con: Console) -> World:
