@@ -1,5 +1,7 @@
 """AVA-style files (round trips, checks, the demo world's scenes), the RoIAlign detector head, a tiny detector
 that learns, and frame-mAP against the class-prior baseline on the demo world."""
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -88,9 +90,30 @@ def test_tiny_detector_beats_the_class_prior_on_the_demo_world(locdet_world, tmp
     print(f"\ndetector on the demo world ({m['keyframes']} validation keyframes): frame-mAP@0.5 {m['frame_map']:.1f} "
           f"vs every proposal scored with the class prior {m['baseline_frame_map']:.1f}")
     assert m["frame_map"] > m["baseline_frame_map"] + 5
-    history = [e for e in map(__import__("json").loads,
+    history = [e for e in map(json.loads,
                               (tmp_path / "detector" / "metrics.jsonl").read_text().splitlines())]
     losses = [e["loss/loss"] for e in history if e["event"] == "train"]
     assert losses[-1] < losses[0]
     pred = ava.read_csv(tmp_path / "detector" / "predictions.csv", "predictions")
     assert len(pred) and pred["score"].between(0, 1).all() and set(pred["action_id"]) <= {1, 2, 3, 4}
+
+
+def test_cli_eval_ava_reads_back_a_trained_detector(locdet_world, ava_files, tmp_path):
+    from click.testing import CliRunner
+
+    from curate.cli import cli
+
+    ava_dir = ava_files["train"].parent
+    r = CliRunner().invoke(cli, ["localize", "train-ava", str(ava_dir), "--data-root", str(locdet_world.root), "-o",
+                                 str(tmp_path / "run"), "--tiny", "--set", "schedule.epochs=1",
+                                 "--set", "data.size=48"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, ["localize", "eval-ava", str(tmp_path / "run" / "last.pt"), str(ava_dir),
+                                 "--data-root", str(locdet_world.root), "-o", str(tmp_path / "eval")])
+    assert r.exit_code == 0, r.output
+    assert "frame_map" in r.output and "baseline_frame_map" in r.output
+    trained = json.loads((tmp_path / "run" / "eval.json").read_text())
+    again = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert again["frame_map"] == pytest.approx(trained["frame_map"], abs=1e-6)
+    assert len(ava.read_csv(tmp_path / "eval" / "predictions.csv", "predictions")) == \
+        len(ava.read_csv(tmp_path / "run" / "predictions.csv", "predictions"))

@@ -96,7 +96,8 @@ def fit(model: nn.Module, cfg: Mapping[str, Any], batches: Callable[[int], Itera
                               **{f"loss/{k}": float(np.mean(v)) for k, v in parts.items()},
                               seconds=time.perf_counter() - t0)
                     parts = {}
-                bar.update(task, advance=1, info=f"epoch {epoch + 1}/{s.epochs} loss {float(losses['loss'].detach()):.3f}")
+                loss = float(losses["loss"].detach())
+                bar.update(task, advance=1, info=f"epoch {epoch + 1}/{s.epochs} loss {loss:.3f}")
             epoch += 1
             metrics: dict[str, float] = {}
             if evaluate is not None and (epoch % s.eval_every == 0 or epoch == s.epochs):

@@ -68,8 +68,8 @@ def _locdet(con: Console, world: World, out: Path) -> None:
         t.add_column(col)
     t.add_row("temporal proposals", f"BMN AUC {b['auc']:.1f}", f"evenly spaced fixed length {b['baseline_auc']:.1f}",
               f"AR@1 {b['AR@1']:.1f}, AR@100 {b['AR@100']:.1f}, mAP {b['average_map']:.1f} ({b['videos']} videos)")
-    t.add_row("AVA-style detection", f"frame-mAP@0.5 {d['frame_map']:.1f}", f"class prior {d['baseline_frame_map']:.1f}",
-              f"{d['keyframes']} keyframes")
+    t.add_row("AVA-style detection", f"frame-mAP@0.5 {d['frame_map']:.1f}",
+              f"class prior {d['baseline_frame_map']:.1f}", f"{d['keyframes']} keyframes")
     con.print(t)
     con.print(f"  {'outputs':<17} {out}", soft_wrap=True, highlight=False)
     con.print(f"done in {time.perf_counter() - t0:.1f} s")

@@ -144,6 +144,12 @@ def eval_bmn(checkpoint: Path, features_dir: Path, annotations: Path, subset: st
     Console().print(_table(f"BMN, {subset}", metrics))
 
 
+def _ava_files(ava_dir: Path) -> dict[str, Path]:
+    return {k: ava_dir / f for k, f in (("train", "train.csv"), ("val", "val.csv"), ("proposals", "proposals.csv"),
+                                        ("exclusions", "exclusions.csv"), ("action_list", "action_list.pbtxt"),
+                                        ("videos", "videos.csv"))}
+
+
 @localize.command("train-ava")
 @click.argument("ava_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--data-root", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
@@ -159,9 +165,7 @@ def train_ava(ava_dir: Path, data_root: Path, out: Path, model_name: str, tiny: 
     from trainers.detection import class_prior, detection_metrics, load_detector, predict_keyframes, train_detector
     from trainers.train import make_config
 
-    files = {k: ava_dir / f for k, f in (("train", "train.csv"), ("val", "val.csv"), ("proposals", "proposals.csv"),
-                                         ("exclusions", "exclusions.csv"), ("action_list", "action_list.pbtxt"),
-                                         ("videos", "videos.csv"))}
+    files = _ava_files(ava_dir)
     try:
         cfg = make_config(model_name, tiny, sets)
         result, train, val = train_detector(cfg, files, data_root, out, resume=resume, device=device)
@@ -173,3 +177,29 @@ def train_ava(ava_dir: Path, data_root: Path, out: Path, model_name: str, tiny: 
     metrics = {**detection_metrics(val, pred, class_prior(train)), "keyframes": len(val)}
     (out / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
     Console().print(_table(f"detector, validation ({result.seconds:.0f}s training)", metrics))
+
+
+@localize.command("eval-ava")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("ava_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--data-root", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--subset", type=click.Choice(["train", "val"]), default="val", show_default=True)
+@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write predictions.csv (AVA layout, score in the 8th column) and eval.json here.")
+def eval_ava(checkpoint: Path, ava_dir: Path, data_root: Path, subset: str, out: Path | None) -> None:
+    """frame-mAP@0.5 of a detector CHECKPOINT on the keyframes of AVA_DIR's subset (exclusions applied), next to
+    the baseline that scores every proposal with the training class prior."""
+    from curate import ava
+    from trainers.detection import KeyframeData, class_prior, detection_metrics, load_detector, predict_keyframes
+
+    model, meta = load_detector(checkpoint)
+    files = _ava_files(ava_dir)
+    n = len(meta["classes"])
+    data = KeyframeData(files, subset, n, meta["data"], data_root)
+    pred = predict_keyframes(model, data)
+    metrics = {**detection_metrics(data, pred, class_prior(KeyframeData(files, "train", n, meta["data"], data_root))),
+               "keyframes": len(data)}
+    if out is not None:
+        ava.write_csv(pred, out / "predictions.csv", "predictions")
+        (out / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    Console().print(_table(f"detector, {subset}", metrics))
