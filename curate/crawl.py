@@ -3,11 +3,14 @@
 The manifest is committed atomically in batches while crawling, every fetch attempt goes to
 `<manifest>.attempts.jsonl`, and a rerun skips `ok` rows, retries transient failures (permanent ones only
 with retry_failed) and adopts files an interrupted run finished but did not commit, so no item is fetched twice.
+Rows are fetched on this process's thread pool (executor='local') or in shards on Ray workers (executor='ray',
+through curate/executor.py); either way the driver commits each finished batch or shard.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -18,7 +21,8 @@ from urllib.parse import urlsplit
 import pandas as pd
 
 from curate import manifest as mf
-from curate.download import CrawlContext, crawl_row
+from curate.download import CrawlContext, crawl_row, crawl_rows
+from curate.executor import EXECUTORS, ExecutorError, ShardContext, ShardResult, run_shards
 from curate.fetch import Http, is_transient
 from curate.recipe import Recipe, RecipeError
 from curate.sources import PlanContext, plan
@@ -32,6 +36,7 @@ class CrawlResult:
     seconds: float = 0.0
     plan: PlanContext | None = None
     stats: dict = field(default_factory=dict)
+    run: ShardResult | None = None   # how the shards went (executor='ray')
 
 
 def select_labels(recipe: Recipe, classes: list[str] | None) -> dict[str, int]:
@@ -101,14 +106,24 @@ def mark_content_duplicates(rows: pd.DataFrame, by_sha: dict[str, str], data_roo
     return rows
 
 
+def crawl_shard(shard: pd.DataFrame, sctx: ShardContext) -> pd.DataFrame:
+    """run_shards' unit of work: fetch a shard of rows with the CrawlContext in sctx.options['crawl']."""
+    return crawl_rows(shard, sctx.options["crawl"])
+
+
 def crawl(recipe: Recipe, *, classes: list[str] | None = None, limit: int | None = None, workers: int | None = None,
-          dry_run: bool = False, retry_failed: bool = False,
+          dry_run: bool = False, retry_failed: bool = False, executor: str = "local", address: str | None = None,
+          shard_size: int = 64, max_retries: int = 3,
           progress: Callable[[str, pd.DataFrame | None, int], None] | None = None) -> CrawlResult:
     """Plan the recipe, merge into its manifest, fetch what is left, commit in batches; return the final manifest.
 
+    executor='ray' fetches shards of shard_size rows as Ray tasks (cluster at address, else a local one), each on
+    `workers` threads; max_retries: Ray's re-runs of a task whose worker died (its rows stay pending otherwise).
     progress(event, rows, total) is called with 'start' (todo rows), 'done' (a finished batch) and 'commit'.
     """
     t0 = time.monotonic()
+    if executor not in EXECUTORS:
+        raise ExecutorError(f"executor {executor!r} is not one of {list(EXECUTORS)}")
     labels = select_labels(recipe, classes)
     manifest, data_root = paths(recipe)
     if dry_run:
@@ -133,29 +148,46 @@ def crawl(recipe: Recipe, *, classes: list[str] | None = None, limit: int | None
     by_sha = {s: i for s, i in zip(df.loc[df["status"] == "ok", "sha256"], df.loc[df["status"] == "ok", "item_id"])}
     if progress:
         progress("start", todo, len(todo))
-    df = _run(df, todo, ctx, manifest, meta, by_sha, data_root, progress)
+    state = {"df": df}
+
+    def commit(part: pd.DataFrame) -> None:
+        """Mark content duplicates, upsert the finished rows and write the manifest atomically."""
+        rows = mark_content_duplicates(part, by_sha, data_root)
+        state["df"] = mf.upsert(state["df"], rows)
+        mf.write(state["df"], manifest, meta)
+        if progress:
+            progress("commit", rows, len(rows))
+
+    run = None
+    if executor == "local":
+        _run(todo, ctx, commit, progress)
+    elif len(todo):
+        def on_part(part: pd.DataFrame) -> None:
+            if progress:
+                progress("done", part, len(part))
+            commit(part)
+        run = run_shards(crawl_shard, todo.reset_index(drop=True), shard_size, executor, address,
+                         workers=os.cpu_count() or 1, on_part=on_part, options={"crawl": ctx},
+                         max_retries=max_retries)
+    df = state["df"]
     seconds = time.monotonic() - t0
     stats = crawl_stats(df, todo, seconds, pctx)
     _write_json(Path(str(manifest) + ".stats.json"), stats)
-    return CrawlResult(manifest, df, len(todo), seconds, pctx, stats)
+    return CrawlResult(manifest, df, len(todo), seconds, pctx, stats, run)
 
 
-def _run(df: pd.DataFrame, todo: pd.DataFrame, ctx: CrawlContext, manifest: Path, meta: dict, by_sha: dict,
-         data_root: Path, progress: Callable | None) -> pd.DataFrame:
-    """Fetch todo rows on a thread pool; commit finished rows every commit_every rows or 5 s; commit on exit."""
+def _run(todo: pd.DataFrame, ctx: CrawlContext, commit: Callable[[pd.DataFrame], None],
+         progress: Callable | None) -> None:
+    """Fetch todo rows on a thread pool; commit finished rows every commit_every rows or 5 s, and on exit."""
     spec = ctx.download
     records = iter(todo.to_dict("records"))
     pending: list[dict] = []
     last = time.monotonic()
 
-    def commit() -> None:
-        nonlocal df, pending, last
+    def flush() -> None:
+        nonlocal pending, last
         if pending:
-            rows = mark_content_duplicates(mf.from_records(pending), by_sha, data_root)
-            df = mf.upsert(df, rows)
-            mf.write(df, manifest, meta)
-            if progress:
-                progress("commit", rows, len(pending))
+            commit(mf.from_records(pending))
         pending, last = [], time.monotonic()
 
     pool = ThreadPoolExecutor(spec.workers, thread_name_prefix="crawl")
@@ -175,12 +207,11 @@ def _run(df: pd.DataFrame, todo: pd.DataFrame, ctx: CrawlContext, manifest: Path
             if progress and finished:
                 progress("done", pd.DataFrame(finished), len(finished))
             if len(pending) >= spec.commit_every or (pending and time.monotonic() - last > 5.0):
-                commit()
+                flush()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: let running items finish, keep their rows
         pending += [f.result() for f in running if f.done() and not f.cancelled() and f.exception() is None]
-        commit()
-    return df
+        flush()
 
 
 def crawl_stats(df: pd.DataFrame, todo: pd.DataFrame, seconds: float, pctx: PlanContext | None) -> dict:

@@ -7,18 +7,24 @@ from rich.console import Console
 from curate.executor import EXECUTORS, ShardResult
 
 
-def executor_options(command):
-    """Decorate a click command with the executor options (parameters executor, address, shard_size, workers)."""
-    for option in reversed([
+def executor_options(command=None, *, workers: bool = True, shard_size: int = 32):
+    """Decorate a click command with the executor options (parameters executor, address, shard_size, workers).
+
+    `@executor_options(workers=False)` leaves --workers to a command that gives it its own meaning.
+    """
+    if command is None:
+        return lambda cmd: executor_options(cmd, workers=workers, shard_size=shard_size)
+    options = [
         click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
                      help="Where shards run: this process (threads) or Ray (pip install 'curate[ray]')."),
         click.option("--address", default=None, metavar="ADDR",
                      help="Ray cluster to use (e.g. auto, ray://head:10001); default: start a local one."),
-        click.option("--shard-size", type=click.IntRange(min=1), default=32, show_default=True,
+        click.option("--shard-size", type=click.IntRange(min=1), default=shard_size, show_default=True,
                      help="Manifest rows per shard (the unit that is committed and retried)."),
         click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
                      help="Threads (local), or CPUs of the local Ray cluster started when --address is not given."),
-    ]):
+    ]
+    for option in reversed(options if workers else options[:-1]):
         command = option(command)
     return command
 

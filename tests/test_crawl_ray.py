@@ -1,0 +1,104 @@
+"""`curate crawl --executor ray` on a real local Ray cluster (2 CPUs, started once for the module) against the local
+executor on the loopback web: the same manifest; a Ray worker SIGKILLed mid-shard loses nothing and the rerun
+fetches no finished item twice (the server's counters)."""
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from curate import manifest as mf
+from curate.crawl import crawl, crawl_shard
+from curate.synth.web import serve
+from test_crawl import demo_recipe, url_list_recipe
+
+ROOT = Path(__file__).resolve().parent.parent
+SAME = ["item_id", "source", "url", "label", "status", "sha256", "path", "width", "height", "frames", "dup_of"]
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray")
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])   # workers get this file's shard functions
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), old]))   # workers import curate
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+    os.environ.pop("PYTHONPATH") if old is None else os.environ.update(PYTHONPATH=old)
+
+
+@pytest.fixture(scope="module")
+def web(tiny_world):
+    with serve(tiny_world.root) as handle:
+        yield handle
+
+
+def _rows(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.assign(code=df["error"].map(mf.error_code))[SAME + ["code"]]
+    return out.sort_values("item_id").reset_index(drop=True)
+
+
+def test_ray_crawl_gives_the_local_manifest(ray_cluster, web, tmp_path):
+    (tmp_path / "local").mkdir()
+    (tmp_path / "ray").mkdir()
+    local = crawl(demo_recipe(tmp_path / "local", web.url, workers=4))
+    web.reset_stats()
+    res = crawl(demo_recipe(tmp_path / "ray", web.url, workers=4), executor="ray", shard_size=16)
+    assert res.run.executor == "ray" and not res.run.failed and res.run.rows == res.fetched == local.fetched > 40
+    df = mf.read(res.manifest)
+    assert not (df["status"] == "planned").any() and {"ok", "failed"} <= set(df["status"])
+    pd.testing.assert_frame_equal(_rows(df), _rows(mf.read(local.manifest)))
+    ok = df[df["status"] == "ok"]
+    assert all((tmp_path / "ray" / "data" / p).is_file() for p in ok["path"])
+    before = sum(web.stats()["completed"].values())
+    again = crawl(demo_recipe(tmp_path / "ray", web.url, workers=4), executor="ray")
+    assert again.fetched == 0 and again.run is None
+    assert sum(web.stats()["completed"].values()) == before    # (planning asks the APIs again) no media is fetched
+    pd.testing.assert_frame_equal(_rows(again.df), _rows(df))
+
+
+def _killer(victim: str, marker: str):
+    """crawl_shard, except that the worker holding the victim row fetches the rows before it, then SIGKILLs itself
+    (once: the marker file says it happened)."""
+    def dies_mid_shard(shard: pd.DataFrame, sctx):
+        ids = list(shard["item_id"])
+        if victim in ids and not os.path.exists(marker):
+            Path(marker).touch()
+            crawl_shard(shard.iloc[:ids.index(victim)], sctx)   # files placed, rows never returned to the driver
+            os.kill(os.getpid(), signal.SIGKILL)
+        return crawl_shard(shard, sctx)
+    return dies_mid_shard
+
+
+def test_a_killed_ray_worker_loses_nothing(ray_cluster, web, truth_images, tmp_path, monkeypatch):
+    urls = [web.url + u for u in truth_images[:40]]
+    recipe = url_list_recipe(tmp_path, urls, workers=2)
+    web.reset_stats()
+    plan = mf.read(crawl(recipe, dry_run=True).manifest)
+    victim = plan.loc[plan["url"] == urls[13], "item_id"].iloc[0]          # 6th row of the second 8-row shard
+    monkeypatch.setattr("curate.crawl.crawl_shard", _killer(victim, str(tmp_path / "killed.once")))
+    res = crawl(recipe, executor="ray", shard_size=8, max_retries=0)
+    assert (tmp_path / "killed.once").exists()
+    assert len(res.run.failed) == 1 and "died" in next(iter(res.run.failed.values())).lower(), res.run.failed
+    left = mf.read(res.manifest)
+    lost = left[left["status"] == "planned"]
+    assert len(lost) == 8 and victim in set(lost["item_id"]) and (left["status"] != "planned").sum() == 32
+    placed = list((tmp_path / "data").rglob("*.jpg"))
+    assert len(placed) > 32                                 # the dead shard's first rows were fetched and placed
+    monkeypatch.undo()
+    rerun = crawl(recipe, executor="ray", shard_size=8)
+    assert rerun.fetched == 8 and not rerun.run.failed
+    df = mf.read(rerun.manifest)
+    assert (df["status"] == "ok").all() and df["sha256"].nunique() == 40
+    completed = web.stats()["completed"]
+    assert all(completed.get(u.replace(web.url, "")) == 1 for u in urls), completed   # nothing fetched twice
+
+
+@pytest.fixture(scope="module")
+def truth_images(tiny_world):
+    t = pd.read_parquet(tiny_world.truth_web)
+    keep = (t["media"] == "image") & t["broken"].isna() & ~t["noai"] & ~t["private"] & t["path"].notna()
+    return t.loc[keep].drop_duplicates("sha256")["url"].tolist()
