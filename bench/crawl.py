@@ -1,7 +1,8 @@
 """Crawl speed: (1) planning a 250k-row Kinetics CSV vs a naive per-row loop; (2) images/s of `curate crawl` on
-loopback vs a plain thread-pool urllib downloader on the same URL list and concurrency. Prints ratios.
+loopback vs a plain thread-pool urllib downloader and img2dataset (when installed) on the same URL list and thread
+count, the loopback web served by its own process. Prints ratios.
 
-PYTHONPATH=. python bench/crawl.py [--rows 250000] [--images 5000] [--workers 16]
+PYTHONPATH=. python bench/crawl.py [--rows 250000] [--images 5000] [--workers 16] [--profile]
 """
 from __future__ import annotations
 
@@ -51,9 +52,53 @@ def bench_plan(rows: int) -> None:
     print(f"plan {rows} Kinetics rows: curate {ours:.2f} s, naive per-row loop {naive:.2f} s, ratio {naive / ours:.1f}x")
 
 
-def bench_images(n: int, workers: int) -> None:
+def serve_process(root: Path):
+    """`curate serve-web ROOT` in its own process (so no client shares its GIL); (process, base URL)."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "curate", "serve-web", str(root), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(url + "/_stats?reset=1", timeout=1).read()
+            return proc, url
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("the loopback web did not start")
+
+
+def run_img2dataset(urls_file: Path, out: Path, workers: int) -> tuple[float, int] | None:
+    """(images/s, successes) of img2dataset on the URL list (files output, no resizing), or None when missing."""
+    import json
+    import shutil
+    import subprocess
+
+    exe = shutil.which("img2dataset") or str(Path(__import__("sys").executable).with_name("img2dataset"))
+    if not Path(exe).exists():
+        return None
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [exe, "--url_list", str(urls_file), "--output_folder", str(out), "--input_format", "txt",
+           "--output_format", "files", "--resize_mode", "no", "--processes_count", "1", "--thread_count",
+           str(workers), "--retries", "0", "--timeout", "20", "--enable_wandb", "False", "--compute_hash", "sha256"]
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, env={**__import__("os").environ,
+                                                             "NO_ALBUMENTATIONS_UPDATE": "1"})
+    seconds = time.perf_counter() - t
+    ok = sum(json.loads(f.read_text())["successes"] for f in out.glob("*_stats.json"))
+    return ok / seconds, ok
+
+
+def bench_images(n: int, workers: int, profile: bool = False) -> None:
+    import shutil
+
     from curate.synth import make_world
-    from curate.synth.web import serve
 
     per = -(-n // 4)
     world = make_world(OUT / "world", num_classes=4, seed=5, workers=2, train_per_class=1, val_per_class=1,
@@ -62,8 +107,9 @@ def bench_images(n: int, workers: int) -> None:
                        opt_out_rate=0.0, private_rate=0.0)
     truth = pd.read_parquet(world.truth_web)
     paths = truth.loc[(truth["kind"] == "web_image") & truth["path"].notna(), "url"].tolist()[:n]
-    with serve(world.root) as web:
-        urls = [web.url + p for p in paths]
+    proc, base = serve_process(world.root)
+    try:
+        urls = [base + p for p in paths]
         (OUT / "urls.txt").write_text("\n".join(urls) + "\n")
 
         def get(u: str) -> str:
@@ -73,20 +119,58 @@ def bench_images(n: int, workers: int) -> None:
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(get, urls))
         peer = len(urls) / (time.perf_counter() - t)
-        import shutil
         shutil.rmtree(OUT / "data", ignore_errors=True)
         (OUT / "m.parquet").unlink(missing_ok=True)
         (OUT / "r.yaml").write_text(
             f"name: b\nclasses: [a]\nsources:\n  - {{name: l, kind: urls, file: urls.txt}}\n"
             f"download: {{workers: {workers}, per_host: {workers}, rate_per_host: 0, commit_every: 2000}}\n"
             "output: {manifest: m.parquet, data_root: data}\n")
+        recipe = load_recipe(OUT / "r.yaml")
+        prof = _thread_profiler() if profile else None
         t = time.perf_counter()
-        res = crawl(load_recipe(OUT / "r.yaml"))
+        res = crawl(recipe)
         ours = len(urls) / (time.perf_counter() - t)
+        if prof:
+            prof()
         assert (res.df["status"] == "ok").sum() == len(urls)
-    print(f"{len(urls)} loopback images, {workers} workers: curate crawl {ours:.0f} img/s (fetch + robots + sniff + "
-          f"probe + atomic place + manifest), plain thread pool urllib {peer:.0f} img/s (fetch + sha256 only), "
-          f"ratio {ours / peer:.2f}x")
+        i2d = run_img2dataset(OUT / "urls.txt", OUT / "img2dataset", workers)
+    finally:
+        proc.kill()
+        proc.wait()
+    print(f"{len(urls)} loopback images, {workers} threads, server in its own process:\n"
+          f"  curate crawl {ours:.0f} img/s (fetch + robots + sniff + probe + sha256 + atomic place + attempt log + "
+          f"manifest)\n  plain thread pool urllib {peer:.0f} img/s (fetch + sha256 only), ratio {ours / peer:.2f}x")
+    if i2d is None:
+        print("  img2dataset: not installed (pip install img2dataset), no ratio")
+    else:
+        print(f"  img2dataset {i2d[0]:.0f} img/s ({i2d[1]} ok; 1 process, {workers} threads, files, no resize), "
+              f"ratio curate / img2dataset {ours / i2d[0]:.2f}x")
+
+
+def _thread_profiler():
+    """cProfile every thread started from now on (and this one); the returned function prints the merged top 25."""
+    import cProfile
+    import pstats
+    import threading
+
+    profiles = [cProfile.Profile()]
+
+    def start(*_):
+        p = cProfile.Profile()
+        profiles.append(p)
+        p.enable()
+    threading.setprofile(start)
+    profiles[0].enable()
+
+    def report() -> None:
+        threading.setprofile(None)
+        for p in profiles:
+            p.disable()
+        stats = pstats.Stats(profiles[0])
+        for p in profiles[1:]:
+            stats.add(p)
+        stats.sort_stats("tottime").print_stats(25)
+    return report
 
 
 if __name__ == "__main__":
@@ -94,6 +178,8 @@ if __name__ == "__main__":
     ap.add_argument("--rows", type=int, default=250_000)
     ap.add_argument("--images", type=int, default=5000)
     ap.add_argument("--workers", type=int, default=16)
+    ap.add_argument("--profile", action="store_true", help="cProfile the crawl's threads and print the top 25.")
     a = ap.parse_args()
-    bench_plan(a.rows)
-    bench_images(a.images, a.workers)
+    if a.rows:
+        bench_plan(a.rows)
+    bench_images(a.images, a.workers, a.profile)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -95,14 +96,17 @@ def interleave_hosts(df: pd.DataFrame) -> pd.DataFrame:
 
 def mark_content_duplicates(rows: pd.DataFrame, by_sha: dict[str, str], data_root: Path) -> pd.DataFrame:
     """ok rows whose bytes equal an earlier ok row's become rejected duplicates (file removed, dup_of set)."""
+    ok = rows.index[rows["status"] == "ok"]
+    owners = [by_sha.setdefault(sha, iid) for sha, iid in zip(rows.loc[ok, "sha256"], rows.loc[ok, "item_id"])]
+    dup = [i for i, owner, iid in zip(ok, owners, rows.loc[ok, "item_id"]) if owner != iid]
+    if not dup:
+        return rows
     rows = rows.copy()
-    for i in rows.index[rows["status"] == "ok"]:
-        sha, iid = rows.at[i, "sha256"], rows.at[i, "item_id"]
-        owner = by_sha.setdefault(sha, iid)
-        if owner != iid:
-            (data_root / rows.at[i, "path"]).unlink(missing_ok=True)
-            rows.loc[i, ["status", "error", "dup_of", "dup_sim", "path"]] = [
-                "rejected", f"duplicate: same bytes as {owner}", owner, 1.0, None]
+    for i in dup:
+        owner = by_sha[rows.at[i, "sha256"]]
+        (data_root / rows.at[i, "path"]).unlink(missing_ok=True)
+        rows.loc[i, ["status", "error", "dup_of", "dup_sim", "path"]] = [
+            "rejected", f"duplicate: same bytes as {owner}", owner, 1.0, None]
     return rows
 
 
@@ -178,39 +182,70 @@ def crawl(recipe: Recipe, *, classes: list[str] | None = None, limit: int | None
 
 def _run(todo: pd.DataFrame, ctx: CrawlContext, commit: Callable[[pd.DataFrame], None],
          progress: Callable | None) -> None:
-    """Fetch todo rows on a thread pool; commit finished rows every commit_every rows or 5 s, and on exit."""
+    """Fetch todo rows on `workers` threads; commit finished rows every commit_every rows or 5 s, and on exit.
+
+    Workers pull rows from one iterator and push finished rows onto a queue, so the driver's cost per row is a
+    queue get (no futures to wait on); Ctrl-C lets every worker finish its row, and those rows are committed.
+    """
     spec = ctx.download
     records = iter(todo.to_dict("records"))
-    pending: list[dict] = []
-    last = time.monotonic()
+    take, stop, finished = threading.Lock(), threading.Event(), queue.SimpleQueue()
 
-    def flush() -> None:
-        nonlocal pending, last
-        if pending:
-            commit(mf.from_records(pending))
-        pending, last = [], time.monotonic()
-
-    pool = ThreadPoolExecutor(spec.workers, thread_name_prefix="crawl")
-    running: set[Future] = set()
-    try:
-        while True:
-            while len(running) < 2 * spec.workers:
-                rec = next(records, None)
+    def worker() -> None:
+        try:
+            while not stop.is_set():
+                with take:
+                    rec = next(records, None)
                 if rec is None:
                     break
-                running.add(pool.submit(crawl_row, rec, ctx))
-            if not running:
-                break
-            done, running = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
-            finished = [f.result() for f in done]
-            pending += finished
-            if progress and finished:
-                progress("done", pd.DataFrame(finished), len(finished))
-            if len(pending) >= spec.commit_every or (pending and time.monotonic() - last > 5.0):
+                finished.put(crawl_row(rec, ctx))
+        finally:
+            finished.put(None)      # this worker is done
+
+    threads = [threading.Thread(target=worker, name=f"crawl-{i}", daemon=True)
+               for i in range(max(1, min(spec.workers, len(todo))))]
+    for t in threads:
+        t.start()
+    alive, pending, shown = len(threads), [], []
+    last_commit = last_shown = time.monotonic()
+
+    def take_rows(block: bool) -> None:
+        nonlocal alive
+        try:
+            row = finished.get(timeout=1.0) if block else finished.get_nowait()
+            while True:
+                if row is None:
+                    alive -= 1
+                else:
+                    pending.append(row)
+                    shown.append(row)
+                row = finished.get_nowait()
+        except queue.Empty:
+            pass
+
+    def flush() -> None:
+        nonlocal pending, last_commit
+        if pending:
+            commit(mf.from_records(pending))
+        pending, last_commit = [], time.monotonic()
+
+    try:
+        while alive:
+            take_rows(block=True)
+            now = time.monotonic()
+            if progress and shown and (now - last_shown > 0.2 or not alive):
+                progress("done", pd.DataFrame(shown), len(shown))
+                shown.clear()
+                last_shown = now
+            if len(pending) >= spec.commit_every or (pending and now - last_commit > 5.0):
                 flush()
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: let running items finish, keep their rows
-        pending += [f.result() for f in running if f.done() and not f.cancelled() and f.exception() is None]
+        stop.set()                  # Ctrl-C: running rows finish and are kept
+        for t in threads:
+            t.join()
+        take_rows(block=False)
+        if progress and shown:
+            progress("done", pd.DataFrame(shown), len(shown))
         flush()
 
 

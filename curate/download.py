@@ -23,6 +23,7 @@ import pandas as pd
 from curate import manifest as mf
 from curate import media
 from curate.fetch import FetchError, Http
+from curate.media.image import probe_image
 from curate.recipe import DownloadSpec
 
 EXT = {"jpeg": "jpg", "png": "png", "gif": "gif", "webp": "webp", "bmp": "bmp", "tiff": "tif", "avif": "avif",
@@ -39,7 +40,14 @@ class CrawlContext:
     attempts_log: str | None = None
 
     def __post_init__(self) -> None:
-        self._lock, self._http, self._log_fh = threading.Lock(), None, None
+        self._lock, self._log_lock = threading.Lock(), threading.Lock()
+        self._http, self._log_fd, self._tmp = None, None, None
+        self._listed: dict[Path, dict[str, str]] = {}
+        self._made: set[Path] = set()
+
+    def __del__(self) -> None:
+        if getattr(self, "_log_fd", None) is not None:
+            os.close(self._log_fd)
 
     def __getstate__(self) -> dict:
         return {k: getattr(self, k) for k in ("data_root", "download", "attempts_log")}
@@ -49,9 +57,10 @@ class CrawlContext:
         self.__post_init__()
 
     def http(self) -> Http:
-        with self._lock:
-            if self._http is None:
-                self._http = Http(self.download, self.log)
+        if self._http is None:
+            with self._lock:
+                if self._http is None:
+                    self._http = Http(self.download, self.log)
         return self._http
 
     def log(self, entry: dict) -> None:
@@ -59,17 +68,38 @@ class CrawlContext:
         if not self.attempts_log:
             return
         line = json.dumps({"t": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"), **entry}) + "\n"
-        with self._lock:
-            if self._log_fh is None:
-                Path(self.attempts_log).parent.mkdir(parents=True, exist_ok=True)
-                self._log_fh = open(self.attempts_log, "a", encoding="utf-8")  # noqa: SIM115 - kept open
-            self._log_fh.write(line)
-            self._log_fh.flush()
+        if self._log_fd is None:
+            with self._log_lock:
+                if self._log_fd is None:
+                    Path(self.attempts_log).parent.mkdir(parents=True, exist_ok=True)
+                    self._log_fd = os.open(self.attempts_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.write(self._log_fd, line.encode("utf-8"))   # one O_APPEND write per line: whole lines, no lock, no buffer
 
     def tmp_dir(self) -> Path:
-        d = Path(self.data_root) / ".tmp"
-        d.mkdir(parents=True, exist_ok=True)
-        return d
+        if self._tmp is None:
+            self._tmp = Path(self.data_root) / ".tmp"
+            self._tmp.mkdir(parents=True, exist_ok=True)
+        return self._tmp
+
+    def make_dir(self, folder: Path) -> None:
+        """mkdir -p, once per folder and context."""
+        if folder not in self._made:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._made.add(folder)
+
+    def finished_file(self, source: str, iid: str) -> Path | None:
+        """The file an earlier (interrupted) run placed for this item, if any.
+
+        Each folder is listed once per context: files this context places later are for rows it is fetching, and a
+        row is fetched once per run, so the first listing is all adoption needs.
+        """
+        folder = Path(self.data_root) / Path(mf.media_relpath(source, iid, "x")).parent
+        names = self._listed.get(folder)
+        if names is None:   # two threads may list a new folder at once: both see the same files
+            listing = sorted(os.listdir(folder), reverse=True) if folder.is_dir() else []
+            names = self._listed.setdefault(folder, {n.split(".", 1)[0]: n for n in listing})   # first name per stem
+        name = names.get(iid)
+        return folder / name if name else None
 
 
 def crawl_rows(rows: pd.DataFrame, ctx: CrawlContext, workers: int | None = None) -> pd.DataFrame:
@@ -86,13 +116,13 @@ def crawl_row(row: dict, ctx: CrawlContext) -> dict:
     iid, source = row["item_id"], row["source"]
     root = Path(ctx.data_root)
     try:
-        done = _finished_file(root, source, iid)
+        done = ctx.finished_file(source, iid)
         if done is None:
-            done = _fetch_video(row, ctx) if row.get("media") == "video" else _fetch_image(row, ctx)
+            done, info, sha = _fetch_video(row, ctx) if row.get("media") == "video" else _fetch_image(row, ctx)
         else:
             ctx.log({"item": iid, "url": row.get("url"), "code": "adopted", "s": 0, "bytes": done.stat().st_size})
-        info = media.probe(done)
-        row.update(info.as_row(), path=done.relative_to(root).as_posix(), sha256=_sha256(done), status="ok",
+            info, sha = media.probe(done), _sha256(done)
+        row.update(info.as_row(), path=done.relative_to(root).as_posix(), sha256=sha, status="ok",
                    error=None, fetched_at=pd.Timestamp(dt.datetime.now(dt.timezone.utc)))
     except FetchError as exc:
         row.update(status="failed", error=str(exc)[:500], path=None)
@@ -102,13 +132,6 @@ def crawl_row(row: dict, ctx: CrawlContext) -> dict:
         row.update(status="failed", error=f"crawler_error: {type(exc).__name__}: {exc}"[:500], path=None)
         ctx.log({"item": iid, "url": row.get("url"), "code": "crawler_error", "message": repr(exc)[:300]})
     return row
-
-
-def _finished_file(root: Path, source: str, iid: str) -> Path | None:
-    folder = root / Path(mf.media_relpath(source, iid, "x")).parent
-    if not folder.is_dir():
-        return None
-    return next(iter(sorted(folder.glob(f"{iid}.*"))), None)
 
 
 def _sha256(path: Path) -> str:
@@ -121,24 +144,43 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _place(tmp: Path, root: Path, source: str, iid: str, kind: str) -> Path:
+def _place(tmp: Path, root: Path, source: str, iid: str, kind: str) -> tuple[Path, media.Probe]:
     """Check a fetched file (magic bytes, probe) and move it to its id-derived place atomically."""
     if kind in media.NOT_MEDIA_KINDS:
         raise media.MediaError("not_media", f"the file is {kind}, not media")
-    media.probe(tmp)
+    info = media.probe(tmp)
     dest = root / mf.media_relpath(source, iid, EXT.get(kind, "bin"))
     dest.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, dest)
-    return dest
+    return dest, info
 
 
-def _fetch_image(row: dict, ctx: CrawlContext) -> Path:
-    tmp = ctx.tmp_dir() / f"{row['item_id']}.{uuid.uuid4().hex[:8]}.part"
+def _fetch_image(row: dict, ctx: CrawlContext) -> tuple[Path, media.Probe, str]:
+    """(placed file, its probe, sha256): the body is fetched into memory (hashed as it streams), probed there,
+    then written once and renamed into its place."""
+    iid = row["item_id"]
+    got = ctx.http().download(row["url"], None, what=iid)
+    if got.kind in media.NOT_MEDIA_KINDS:
+        raise media.MediaError("not_media", f"the file is {got.kind}, not media")
+    if got.kind not in media.IMAGE_KINDS:   # no image magic: let the full media probe say what it is
+        tmp = ctx.tmp_dir() / f"{iid}.{uuid.uuid4().hex[:8]}.part"
+        try:
+            tmp.write_bytes(got.body)
+            return (*_place(tmp, Path(ctx.data_root), row["source"], iid, got.kind), got.sha256)
+        finally:
+            tmp.unlink(missing_ok=True)
+    info = probe_image(row["url"], got.kind, got.bytes, data=got.body)
+    dest = Path(ctx.data_root) / mf.media_relpath(row["source"], iid, EXT[got.kind])
+    ctx.make_dir(dest.parent)
+    tmp = ctx.tmp_dir() / f"{iid}.{uuid.uuid4().hex[:8]}.part"
     try:
-        got = ctx.http().download(row["url"], tmp, what=row["item_id"])
-        return _place(tmp, Path(ctx.data_root), row["source"], row["item_id"], got.kind)
-    finally:
+        with open(tmp, "wb") as fh:
+            fh.write(got.body)
+        os.replace(tmp, dest)
+    except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
+    return dest, info, got.sha256
 
 
 # ---------------------------------------------------------------- videos through yt-dlp
@@ -202,7 +244,7 @@ def _ydl(ctx: CrawlContext):
     return _local.ydl
 
 
-def _fetch_video(row: dict, ctx: CrawlContext) -> Path:
+def _fetch_video(row: dict, ctx: CrawlContext) -> tuple[Path, media.Probe, str]:
     http, spec = ctx.http(), ctx.download
     url, iid = row["url"], row["item_id"]
     if not str(url).startswith(("http://", "https://")):
@@ -220,7 +262,8 @@ def _fetch_video(row: dict, ctx: CrawlContext) -> Path:
     return http.retrying(lambda: _ytdlp_once(ydl, row, ctx, span), iid, url)
 
 
-def _ytdlp_once(ydl, row: dict, ctx: CrawlContext, span: tuple[float, float] | None) -> Path:
+def _ytdlp_once(ydl, row: dict, ctx: CrawlContext, span: tuple[float, float] | None
+                ) -> tuple[Path, media.Probe, str]:
     from yt_dlp.utils import DownloadError
 
     spec, work = ctx.download, _local.workdir
@@ -249,7 +292,8 @@ def _ytdlp_once(ydl, row: dict, ctx: CrawlContext, span: tuple[float, float] | N
         raise FetchError("not_media", f"got {kind} where a video should be")
     if span is not None:
         got = _exact_span(got, span, spec)
-    return _place(got, Path(ctx.data_root), row["source"], row["item_id"], media.sniff(got))
+    sha = _sha256(got)
+    return (*_place(got, Path(ctx.data_root), row["source"], row["item_id"], media.sniff(got)), sha)
 
 
 def _exact_span(path: Path, span: tuple[float, float], spec: DownloadSpec) -> Path:

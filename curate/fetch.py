@@ -1,6 +1,7 @@
 """Polite HTTP for crawling: failure codes, retries with backoff and Retry-After, per-host caps, robots.txt, opt-outs."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import random
@@ -60,6 +61,7 @@ class Fetched:
     kind: str
     content_type: str
     url: str
+    body: bytes | None = None   # the bytes themselves when fetched into memory (download with dest=None)
 
 
 class _Gate:
@@ -123,9 +125,16 @@ class Http:
         self.retrying(lambda: self._get(url, buf, None, media=False, max_bytes=1 << 30), what or url, url, reset=buf)
         return buf.getvalue().decode("utf-8")
 
-    def download(self, url: str, dest: Path, what: str = "") -> Fetched:
-        """GET media into dest (overwritten) with retries; checks robots, opt-outs, caps and magic bytes."""
+    def download(self, url: str, dest: Path | None, what: str = "") -> Fetched:
+        """GET media into dest (overwritten), or into memory (Fetched.body) when dest is None, with retries;
+        checks robots, opt-outs, caps and magic bytes; the sha256 is computed as the body streams in."""
+        import io
+
         def once() -> Fetched:
+            if dest is None:
+                buf = io.BytesIO()
+                got = self._get(url, buf, None, media=True, max_bytes=self.spec.max_bytes)
+                return dataclasses.replace(got, body=buf.getvalue())
             with open(dest, "wb") as fh:
                 return self._get(url, fh, None, media=True, max_bytes=self.spec.max_bytes, dest=dest)
         return self.retrying(once, what, url)

@@ -19,19 +19,24 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return _decode(path)[0]
 
 
-def probe_image(path: str | os.PathLike, kind: str, size: int):
-    """The Probe of an image: the displayed size after EXIF orientation; the image is fully decoded to check it."""
+def probe_image(path: str | os.PathLike, kind: str, size: int, data: bytes | None = None):
+    """The Probe of an image: the displayed size after EXIF orientation; the image is fully decoded to check it.
+
+    data: the file's bytes when the caller holds them already (a crawler's body); path then only names it in errors.
+    """
     from curate.media.video import Probe
 
-    rgb, fmt = _decode(path)
+    rgb, fmt = _decode(path, data)
     return Probe("image", rgb.shape[1], rgb.shape[0], None, 1, None, fmt or kind, size, container=fmt or kind)
 
 
-def _decode(path) -> tuple[np.ndarray, str]:
+def _decode(path, data: bytes | None = None) -> tuple[np.ndarray, str]:
+    import io
+
     from PIL import Image, ImageOps
 
     try:
-        with Image.open(path) as img:
+        with Image.open(path if data is None else io.BytesIO(data)) as img:
             if img.width * img.height > MAX_PIXELS:
                 raise MediaError("too_big", f"{img.width}x{img.height} image exceeds {MAX_PIXELS} pixels", path)
             fmt = (img.format or "").lower()
