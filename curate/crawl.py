@@ -184,8 +184,9 @@ def _run(todo: pd.DataFrame, ctx: CrawlContext, commit: Callable[[pd.DataFrame],
          progress: Callable | None) -> None:
     """Fetch todo rows on `workers` threads; commit finished rows every commit_every rows or 5 s, and on exit.
 
-    Workers pull rows from one iterator and push finished rows onto a queue, so the driver's cost per row is a
-    queue get (no futures to wait on); Ctrl-C lets every worker finish its row, and those rows are committed.
+    Workers pull rows from one iterator and push finished rows onto a queue that the driver drains ten times a
+    second (no futures to wait on, no wake-up per row); Ctrl-C lets every worker finish its row, and those rows are
+    committed.
     """
     spec = ctx.download
     records = iter(todo.to_dict("records"))
@@ -209,19 +210,19 @@ def _run(todo: pd.DataFrame, ctx: CrawlContext, commit: Callable[[pd.DataFrame],
     alive, pending, shown = len(threads), [], []
     last_commit = last_shown = time.monotonic()
 
-    def take_rows(block: bool) -> None:
+    def take_rows() -> None:
+        """Move what the workers finished onto pending (a 0.1 s poll: a blocking get would wake on every row)."""
         nonlocal alive
-        try:
-            row = finished.get(timeout=1.0) if block else finished.get_nowait()
-            while True:
-                if row is None:
-                    alive -= 1
-                else:
-                    pending.append(row)
-                    shown.append(row)
+        while True:
+            try:
                 row = finished.get_nowait()
-        except queue.Empty:
-            pass
+            except queue.Empty:
+                return
+            if row is None:
+                alive -= 1
+            else:
+                pending.append(row)
+                shown.append(row)
 
     def flush() -> None:
         nonlocal pending, last_commit
@@ -231,7 +232,8 @@ def _run(todo: pd.DataFrame, ctx: CrawlContext, commit: Callable[[pd.DataFrame],
 
     try:
         while alive:
-            take_rows(block=True)
+            time.sleep(0.1)
+            take_rows()
             now = time.monotonic()
             if progress and shown and (now - last_shown > 0.2 or not alive):
                 progress("done", pd.DataFrame(shown), len(shown))
@@ -243,7 +245,7 @@ def _run(todo: pd.DataFrame, ctx: CrawlContext, commit: Callable[[pd.DataFrame],
         stop.set()                  # Ctrl-C: running rows finish and are kept
         for t in threads:
             t.join()
-        take_rows(block=False)
+        take_rows()
         if progress and shown:
             progress("done", pd.DataFrame(shown), len(shown))
         flush()

@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import threading
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,9 +75,10 @@ class CrawlContext:
         os.write(self._log_fd, line.encode("utf-8"))   # one O_APPEND write per line: whole lines, no lock, no buffer
 
     def tmp_dir(self) -> Path:
-        if self._tmp is None:
-            self._tmp = Path(self.data_root) / ".tmp"
-            self._tmp.mkdir(parents=True, exist_ok=True)
+        if self._tmp is None:   # set only once the folder exists: other threads use it without checking
+            tmp = Path(self.data_root) / ".tmp"
+            tmp.mkdir(parents=True, exist_ok=True)
+            self._tmp = tmp
         return self._tmp
 
     def make_dir(self, folder: Path) -> None:
@@ -144,43 +144,32 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _place(tmp: Path, root: Path, source: str, iid: str, kind: str) -> tuple[Path, media.Probe]:
-    """Check a fetched file (magic bytes, probe) and move it to its id-derived place atomically."""
+def _place(tmp: Path, ctx: CrawlContext, source: str, iid: str, kind: str, info: media.Probe | None = None
+           ) -> tuple[Path, media.Probe]:
+    """Check a fetched file (magic bytes, probe unless info is given) and move it to its id-derived place atomically."""
     if kind in media.NOT_MEDIA_KINDS:
         raise media.MediaError("not_media", f"the file is {kind}, not media")
-    info = media.probe(tmp)
-    dest = root / mf.media_relpath(source, iid, EXT.get(kind, "bin"))
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    info = info or media.probe(tmp)
+    dest = Path(ctx.data_root) / mf.media_relpath(source, iid, EXT.get(kind, "bin"))
+    ctx.make_dir(dest.parent)
     os.replace(tmp, dest)
     return dest, info
 
 
 def _fetch_image(row: dict, ctx: CrawlContext) -> tuple[Path, media.Probe, str]:
-    """(placed file, its probe, sha256): the body is fetched into memory (hashed as it streams), probed there,
-    then written once and renamed into its place."""
+    """(placed file, its probe, sha256): the body is fetched into memory (hashed as it streams), images are probed
+    there (other kinds by the full media probe of the file), then written once and renamed into place."""
     iid = row["item_id"]
     got = ctx.http().download(row["url"], None, what=iid)
-    if got.kind in media.NOT_MEDIA_KINDS:
-        raise media.MediaError("not_media", f"the file is {got.kind}, not media")
-    if got.kind not in media.IMAGE_KINDS:   # no image magic: let the full media probe say what it is
-        tmp = ctx.tmp_dir() / f"{iid}.{uuid.uuid4().hex[:8]}.part"
-        try:
-            tmp.write_bytes(got.body)
-            return (*_place(tmp, Path(ctx.data_root), row["source"], iid, got.kind), got.sha256)
-        finally:
-            tmp.unlink(missing_ok=True)
-    info = probe_image(row["url"], got.kind, got.bytes, data=got.body)
-    dest = Path(ctx.data_root) / mf.media_relpath(row["source"], iid, EXT[got.kind])
-    ctx.make_dir(dest.parent)
-    tmp = ctx.tmp_dir() / f"{iid}.{uuid.uuid4().hex[:8]}.part"
+    info = probe_image(row["url"], got.kind, got.bytes, data=got.body) if got.kind in media.IMAGE_KINDS else None
+    tmp = ctx.tmp_dir() / f"{iid}.{os.getpid()}-{threading.get_ident()}.part"   # this process's, thread's and row's
     try:
         with open(tmp, "wb") as fh:
             fh.write(got.body)
-        os.replace(tmp, dest)
+        return (*_place(tmp, ctx, row["source"], iid, got.kind, info), got.sha256)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return dest, info, got.sha256
 
 
 # ---------------------------------------------------------------- videos through yt-dlp
@@ -293,7 +282,7 @@ def _ytdlp_once(ydl, row: dict, ctx: CrawlContext, span: tuple[float, float] | N
     if span is not None:
         got = _exact_span(got, span, spec)
     sha = _sha256(got)
-    return (*_place(got, Path(ctx.data_root), row["source"], row["item_id"], media.sniff(got)), sha)
+    return (*_place(got, ctx, row["source"], row["item_id"], media.sniff(got)), sha)
 
 
 def _exact_span(path: Path, span: tuple[float, float], spec: DownloadSpec) -> Path:

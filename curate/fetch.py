@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import random
 import threading
@@ -107,8 +108,6 @@ class Http:
 
     def get_json(self, url: str, headers: dict[str, str] | None = None, what: str = "") -> Any:
         """GET a JSON document with retries (search APIs, feeds)."""
-        import io
-
         buf = io.BytesIO()
         self.retrying(lambda: self._get(url, buf, headers, media=False, max_bytes=64 << 20), what or url, url,
                       reset=buf)
@@ -119,8 +118,6 @@ class Http:
 
     def get_text(self, url: str, what: str = "") -> str:
         """GET a text document with retries (annotation CSVs, URL lists)."""
-        import io
-
         buf = io.BytesIO()
         self.retrying(lambda: self._get(url, buf, None, media=False, max_bytes=1 << 30), what or url, url, reset=buf)
         return buf.getvalue().decode("utf-8")
@@ -128,8 +125,6 @@ class Http:
     def download(self, url: str, dest: Path | None, what: str = "") -> Fetched:
         """GET media into dest (overwritten), or into memory (Fetched.body) when dest is None, with retries;
         checks robots, opt-outs, caps and magic bytes; the sha256 is computed as the body streams in."""
-        import io
-
         def once() -> Fetched:
             if dest is None:
                 buf = io.BytesIO()

@@ -1,8 +1,10 @@
 """Still images through Pillow: RGB uint8 out whatever went in (EXIF orientation, grey, 16-bit, CMYK, alpha)."""
 from __future__ import annotations
 
+import io
 import os
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -20,28 +22,42 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 
 def probe_image(path: str | os.PathLike, kind: str, size: int, data: bytes | None = None):
-    """The Probe of an image: the displayed size after EXIF orientation; the image is fully decoded to check it.
+    """The Probe of an image: the displayed size after EXIF orientation; every byte is decoded to check it (large
+    JPEGs at 1/8 DCT scale: all entropy-coded data is still read), nothing is converted.
 
     data: the file's bytes when the caller holds them already (a crawler's body); path then only names it in errors.
     """
     from curate.media.video import Probe
 
-    rgb, fmt = _decode(path, data)
-    return Probe("image", rgb.shape[1], rgb.shape[0], None, 1, None, fmt or kind, size, container=fmt or kind)
+    with _opened(path, data) as img:
+        fmt, (w, h) = (img.format or "").lower(), img.size
+        if fmt == "jpeg" and min(w, h) >= 512:
+            img.draft(img.mode, (w // 8, h // 8))
+        img.load()
+        if img.getexif().get(0x0112) in (5, 6, 7, 8):   # EXIF orientations that turn the image a quarter
+            w, h = h, w
+    return Probe("image", w, h, None, 1, None, fmt or kind, size, container=fmt or kind)
 
 
-def _decode(path, data: bytes | None = None) -> tuple[np.ndarray, str]:
-    import io
+def _decode(path) -> tuple[np.ndarray, str]:
+    from PIL import ImageOps
 
-    from PIL import Image, ImageOps
+    with _opened(path, None) as img:
+        fmt = (img.format or "").lower()
+        img.load()
+        return _to_rgb(ImageOps.exif_transpose(img)), fmt
+
+
+@contextmanager
+def _opened(path, data: bytes | None):
+    """A Pillow image of path (or of data) within the pixel cap; Pillow's errors become MediaErrors."""
+    from PIL import Image
 
     try:
         with Image.open(path if data is None else io.BytesIO(data)) as img:
             if img.width * img.height > MAX_PIXELS:
                 raise MediaError("too_big", f"{img.width}x{img.height} image exceeds {MAX_PIXELS} pixels", path)
-            fmt = (img.format or "").lower()
-            img.load()
-            return _to_rgb(ImageOps.exif_transpose(img)), fmt
+            yield img
     except Image.DecompressionBombError as exc:
         raise MediaError("too_big", str(exc), path) from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:

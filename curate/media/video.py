@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -28,8 +28,7 @@ class Probe:
 
     def as_row(self) -> dict:
         """The manifest columns a probe fills."""
-        d = asdict(self)
-        return {k: d[k] for k in ("media", "width", "height", "fps", "frames", "duration_s", "codec", "bytes")}
+        return {k: getattr(self, k) for k in ("media", "width", "height", "fps", "frames", "duration_s", "codec", "bytes")}
 
 
 def probe(path: str | os.PathLike) -> Probe:
