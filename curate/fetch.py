@@ -101,6 +101,7 @@ class Http:
                                         timeout=urllib3.Timeout(connect=spec.timeout_s, read=spec.timeout_s),
                                         headers={"User-Agent": self.user_agent})
         self._gates: dict[str, _Gate] = {}
+        self._pools: dict[str, urllib3.HTTPConnectionPool] = {}
         self._robots: dict[str, urllib.robotparser.RobotFileParser | None] = {}
         self._lock = threading.Lock()
 
@@ -198,7 +199,7 @@ class Http:
             if media and self.spec.respect_robots and not self.allowed(url):
                 raise FetchError("opted_out", "robots.txt disallows this path")
             with self._gate(parts.netloc):
-                resp = self._open(url, headers)
+                resp = self._open(parts, headers)
                 try:
                     if resp.status in (301, 302, 303, 307, 308) and resp.headers.get("Location"):
                         url = urljoin(url, resp.headers["Location"])
@@ -208,10 +209,18 @@ class Http:
                     resp.release_conn()
         raise FetchError("bad_url", "too many redirects")
 
-    def _open(self, url: str, headers: dict[str, str] | None) -> urllib3.BaseHTTPResponse:
+    def _open(self, parts, headers: dict[str, str] | None) -> urllib3.BaseHTTPResponse:
+        """GET on the origin's connection pool, kept here so each request skips the PoolManager's URL parsing."""
         try:
-            return self.pool.request("GET", url, headers={"User-Agent": self.user_agent, **(headers or {})},
-                                     preload_content=False, redirect=False)
+            pool = self._pools.get(parts.netloc)
+            if pool is None or pool.pool is None:   # new origin, or the PoolManager closed it to make room
+                if len(self._pools) > 1024:
+                    self._pools.clear()
+                pool = self._pools[parts.netloc] = self.pool.connection_from_host(parts.hostname, parts.port,
+                                                                                  parts.scheme)
+            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            return pool.urlopen("GET", target, headers={"User-Agent": self.user_agent, **(headers or {})},
+                                preload_content=False, redirect=False)
         except u3.MaxRetryError as exc:
             raise _network_error(exc.reason or exc) from exc
         except (u3.HTTPError, OSError) as exc:
