@@ -232,7 +232,7 @@ def test_serve_web_command(tiny_world):
         assert b"Disallow" in get(url + "/robots.txt")[2]
     finally:
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=10)
+        out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "served 1 requests" in out
 
