@@ -7,7 +7,7 @@ OmniSource cost model: one image ~ 100 KB, one minute of video ~ 12 MB (decimal 
 
 Writes under out/:
   runs/target_only/, runs/<source>/f<fraction>/   one training run each (last.pt, metrics.jsonl, ...), run.json
-                                                  (what the run is), web_items.txt (the web rows it added) and
+                                                  (what the run is), <source>_items.txt (the web rows it added) and
                                                   result.json (its test scores) once finished
   efficiency.parquet                              one row per run (SCHEMA)
   efficiency.png                                  accuracy vs items and vs GB, one line per source
@@ -15,8 +15,6 @@ A rerun skips every run whose result.json and checkpoint exist; an interrupted r
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -29,12 +27,12 @@ from rich.console import Console
 from rich.table import Table
 
 from curate import manifest as mf
+from curate.runs import RunJob, run_jobs
 from trainers.config import ConfigError
 from trainers.data import LabelSpace, find_data_root, usable_rows
-from trainers.evaluate import evaluate_checkpoint
 from trainers.inputs import data_overrides
 from trainers.sources import Source, load_source
-from trainers.train import make_config, train
+from trainers.train import make_config
 
 BYTES_PER_IMAGE = 100e3          # the seed's cost model: one image ~ 100 KB
 BYTES_PER_VIDEO_MINUTE = 12e6    # one minute of video ~ 12 MB
@@ -96,55 +94,17 @@ def _as_source(name: str, value: str | Path | pd.DataFrame | Source) -> Source:
     return Source(name, value if isinstance(value, pd.DataFrame) else Path(value))
 
 
-def _run_config(model: str | Path, tiny: bool, epochs: int, batch_size: int, lr: float, size: int, seed: int,
+def run_config(model: str | Path, tiny: bool, epochs: int, batch_size: int, lr: float, size: int, seed: int,
                 schedule: Mapping[str, Any] | None, data: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A bundled model's config for one student run: AdamW, no flips (left/right is a class here), `size` crops
+    of frames resized to `size` (unless data says otherwise), frame interval 2 for 3D models."""
     cfg = make_config(model, tiny=tiny, overrides={"schedule": {
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": "adamw", "grad_clip": None, "seed": seed,
         **(schedule or {})}})
     three_d = cfg["model"].get("type") == "Recognizer3D"
-    cfg["data"] = {**cfg.get("data", {}), **data_overrides(cfg["model"], size=size, scale=size, flip=0.0,
-                                                           frame_interval=2 if three_d else None, **(data or {}))}
+    knobs = {"size": size, "scale": size, "flip": 0.0, "frame_interval": 2 if three_d else None, **(data or {})}
+    cfg["data"] = {**cfg.get("data", {}), **data_overrides(cfg["model"], **knobs)}
     return cfg
-
-
-def _key(cfg: Mapping[str, Any], sources: Sequence[Source]) -> str:
-    """What a run is: its config, each source's options and the exact rows it trains on."""
-    parts = [({k: v for k, v in s.describe().items() if k not in ("manifest", "root")},
-              sorted(map(str, s.manifest["item_id"]))) for s in sources]
-    blob = json.dumps({"cfg": cfg, "sources": parts}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def _write_json(path: Path, obj: Mapping[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str))
-    os.replace(tmp, path)
-
-
-def _one_run(run_dir: Path, key: str, cfg: Mapping[str, Any], sources: list[Source], test: Source, test_split: str,
-             device: str | None, con: Console, progress: bool) -> tuple[dict[str, Any], bool]:
-    """Train + test one point (or read it back when finished): (result row, whether it was reused)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    spec, done = run_dir / "run.json", run_dir / "result.json"
-    if spec.exists() and json.loads(spec.read_text())["key"] != key:
-        raise ConfigError(f"{run_dir} holds a run with other settings or rows; use another output folder")
-    if done.exists():
-        row = json.loads(done.read_text())
-        if (run_dir / row["checkpoint"]).exists():
-            return row, True
-    _write_json(spec, {"key": key, "sources": [s.describe() for s in sources]})
-    for web in sources[1:]:   # which web rows this point added, one item_id a line
-        (run_dir / "web_items.txt").write_text("".join(f"{i}\n" for i in web.manifest["item_id"]))
-    result = train(cfg, sources, run_dir, resume=(run_dir / "last.pt").exists(), device=device, console=con,
-                   progress=progress)
-    ev = evaluate_checkpoint(result.last, test.manifest, test_split, data_root=test.root, device=device)
-    if not ev.metrics.get("n"):
-        raise ConfigError(f"the target has no usable rows in split {test_split!r} to test on")
-    row = {"top1": float(ev.metrics["top1"]), "mean_class_acc": float(ev.metrics["mean_class_acc"]),
-           "test_clips": int(ev.metrics["n"]), "seconds": round(result.seconds + ev.metrics["seconds"], 3),
-           "checkpoint": result.last.name}
-    _write_json(done, row)
-    return row, False
 
 
 def efficiency_curves(target: str | Path | pd.DataFrame, sources: Mapping[str, str | Path | pd.DataFrame | Source],
@@ -153,13 +113,14 @@ def efficiency_curves(target: str | Path | pd.DataFrame, sources: Mapping[str, s
                       lr: float = 1e-2, size: int = 32, seed: int = 0, train_split: str = "train",
                       test_split: str = "test", data_root: str | Path | None = None,
                       schedule: Mapping[str, Any] | None = None, data: Mapping[str, Any] | None = None,
-                      device: str | None = None, console: Console | None = None, progress: bool = False
+                      device: str | None = None, console: Console | None = None, workers: int = 1
                       ) -> pd.DataFrame:
     """Train the target-only student and one per (web source, fraction), test each on the target's test split, write
     efficiency.parquet and efficiency.png under out, and return the rows (columns SCHEMA). Sources are manifests (or
     Source objects for share/weight/power/pseudo); a DataFrame source's paths are relative to the target's root.
     Every run trains `epochs` on the train split without validation (the test split is the only score), with extra
-    `schedule` and `data` knobs (trainers.inputs.data_overrides) over the defaults."""
+    `schedule` and `data` knobs (trainers.inputs.data_overrides) over the defaults; `workers` runs train side by side
+    (curate.runs.run_jobs)."""
     out, con = Path(out), console or Console(quiet=True)
     fractions = parse_fractions(fractions)
     if not sources:
@@ -170,7 +131,7 @@ def efficiency_curves(target: str | Path | pd.DataFrame, sources: Mapping[str, s
     # the train rows alone, so the loop does not validate: every point is scored once, on the test split
     tgt = Source("target", tdf[tdf["split"] == train_split].reset_index(drop=True), root=root)
     space = LabelSpace.from_manifest(tdf)
-    cfg = _run_config(model, tiny, epochs, batch_size, lr, size, seed, schedule, data)
+    cfg = run_config(model, tiny, epochs, batch_size, lr, size, seed, schedule, data)
 
     plan: list[tuple[str, float, Path, list[Source], dict[str, float]]] = [
         (TARGET_ONLY, 0.0, out / "runs" / TARGET_ONLY, [tgt], storage(tdf.iloc[:0]))]
@@ -185,15 +146,18 @@ def efficiency_curves(target: str | Path | pd.DataFrame, sources: Mapping[str, s
                           power=src.power, pseudo=src.pseudo, root=src_root)
             plan.append((name, f, out / "runs" / name / f"f{f:g}", [tgt, part], storage(subset)))
 
-    records = []
-    for i, (name, f, run_dir, srcs, cost) in enumerate(plan, 1):
-        row, reused = _one_run(run_dir, _key(cfg, srcs), cfg, srcs, Source("test", tdf, root=root), test_split,
-                               device, con, progress)
-        con.print(f"[{i}/{len(plan)}] {name} x{f:g}: {cost['items']} web items, {cost['gigabytes']:.4f} GB -> "
+    test = Source("test", tdf, root=root)
+    jobs = [RunJob(run_dir, cfg, srcs, test, (test_split,), device=device) for _, _, run_dir, srcs, _ in plan]
+
+    def said(i: int, row: dict[str, Any], reused: bool) -> None:
+        name, f, _, _, cost = plan[i]
+        con.print(f"[{i + 1}/{len(plan)}] {name} x{f:g}: {cost['items']} web items, {cost['gigabytes']:.4f} GB -> "
                   f"top1 {row['top1']:.3f}" + (" (done before)" if reused else f" in {row['seconds']:.1f} s"))
-        records.append({"source": name, "fraction": f, **cost, "top1": row["top1"],
-                        "mean_class_acc": row["mean_class_acc"], "seconds": row["seconds"],
-                        "run": str(run_dir.relative_to(out))})
+
+    results = run_jobs(jobs, workers, said)
+    records = [{"source": name, "fraction": f, **cost, "top1": row["top1"], "mean_class_acc": row["mean_class_acc"],
+                "seconds": row["seconds"], "run": str(run_dir.relative_to(out))}
+               for (name, f, run_dir, _, cost), row in zip(plan, results)]
     table = pd.DataFrame.from_records(records, columns=list(SCHEMA))
     tmp = out / ".efficiency.parquet.tmp"
     table.to_parquet(tmp, index=False)

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Creates the virtual environment, installs curate (+ faiss-cpu and test tools) and makes sure FFmpeg is there.
+# Creates the virtual environment, installs curate (+ faiss-cpu and test tools) and makes sure FFmpeg (and, where
+# apt can, Chromium for the report test) is there.
 # FFmpeg: Debian's package (torchcodec needs its shared libraries); without root or apt the
 # imageio-ffmpeg binary serves the command line and PyAV (which bundles its own libraries) decodes.
 set -euo pipefail
 venv=${1:-.venv}
 
+sudo_cmd=""
+[ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null && sudo_cmd="sudo -n"
 have_ffmpeg_libs() { ldconfig -p 2>/dev/null | grep -q 'libavcodec\.so'; }
 if ! command -v ffmpeg >/dev/null 2>&1 || ! have_ffmpeg_libs; then
-  sudo_cmd=""
-  [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null && sudo_cmd="sudo -n"
   if command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" -eq 0 ] || [ -n "$sudo_cmd" ]; }; then
     echo "setup: installing Debian's ffmpeg"
     export DEBIAN_FRONTEND=noninteractive
@@ -16,6 +17,17 @@ if ! command -v ffmpeg >/dev/null 2>&1 || ! have_ffmpeg_libs; then
     $sudo_cmd apt-get install -y -qq ffmpeg >/dev/null || echo "setup: apt-get install ffmpeg failed; falling back to imageio-ffmpeg"
   else
     echo "setup: cannot install ffmpeg (no root/apt); curate will use the imageio-ffmpeg binary and PyAV"
+  fi
+fi
+
+# Chromium (headless) renders the demo's report.html in a test; without it that test skips and says why.
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" -eq 0 ] || [ -n "$sudo_cmd" ]; }; then
+    echo "setup: installing Debian's chromium (headless report check)"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo_cmd apt-get update -qq >/dev/null 2>&1 || true
+    $sudo_cmd apt-get install -y -qq chromium >/dev/null 2>&1 \
+      || echo "setup: chromium did not install; the report screenshot test will skip"
   fi
 fi
 

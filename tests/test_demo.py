@@ -1,13 +1,21 @@
-"""`curate demo` end to end on a small world; `curate info` reads the manifest it ends with."""
+"""`curate demo`: the world alone (`--world-only`, read back by `curate info`), and the whole loop on a 4-class world
+with minute schedules: Table 1 over two seeds, filter quality against the truth, a rerun that trains nothing, and
+report.html rendered by headless Chromium."""
+import re
+import shutil
+import subprocess
+
+import cv2
+import pytest
 from click.testing import CliRunner
 
 from curate import manifest as mf
 from curate.cli import cli
 
 
-def test_demo_ends_with_a_manifest_info_reads(tmp_path):
+def test_demo_world_only_ends_with_a_manifest_info_reads(tmp_path):
     out = tmp_path / "demo"
-    result = CliRunner().invoke(cli, ["demo", "--out", str(out), "--classes", "4", "--workers", "2"])
+    result = CliRunner().invoke(cli, ["demo", "--out", str(out), "--classes", "4", "--workers", "2", "--world-only"])
     assert result.exit_code == 0, result.output
     manifest = out / "manifests" / "target.parquet"
     assert f"target manifest   {manifest}" in result.output
@@ -18,10 +26,88 @@ def test_demo_ends_with_a_manifest_info_reads(tmp_path):
     info = CliRunner().invoke(cli, ["info", str(manifest), "--json"])
     assert info.exit_code == 0, info.output
     assert '"rows": 192' in info.output
-    again = CliRunner().invoke(cli, ["demo", "--out", str(out), "--classes", "4"])  # reuses the world
+    again = CliRunner().invoke(cli, ["demo", "--out", str(out), "--classes", "4", "--world-only"])  # reuses the world
     assert again.exit_code == 0 and mf.read(manifest)["sha256"].tolist() == df["sha256"].tolist()
 
 
 def test_demo_rejects_a_bad_class_count(tmp_path):
     result = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path), "--classes", "40"])
     assert result.exit_code != 0 and "2..17 classes" in result.output
+
+
+LOOP = ["--classes", "4", "--seeds", "2", "--teacher-epochs", "3", "--student-epochs", "1", "--no-localize",
+        "--workers", "2"]
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory):
+    """One whole demo loop (about two minutes on 2 cores): its folder and output."""
+    out = tmp_path_factory.mktemp("loop") / "demo"
+    result = CliRunner().invoke(cli, ["demo", "--out", str(out), *LOOP], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_the_loop_prints_table_one_and_filter_quality(loop):
+    out, text = loop
+    for heading in ("Table 1", "target only", "+ web, unfiltered", "+ web, filtered (round 1)",
+                    "+ web, filtered (round 2)", "filter quality against the world's truth", "temporal-order pairs",
+                    "per-level test accuracy", "accuracy bought per GB", "FineGym export"):
+        assert heading in text, heading
+    # one verdict per model and comparison, each saying yes / no / within the spread
+    verdicts = re.findall(r"(tsn_r50|slowonly_r50): .*\? (yes|no|within the seed spread) \(", text)
+    assert len(verdicts) == 6, text
+    # 2 models x 4 conditions x 2 seeds, each scored on test and val, each folder with its checkpoint
+    results = sorted((out / "students").glob("*/*/result.json"))
+    assert len(results) == 16 and all((p.parent / "last.pt").exists() for p in results)
+    # the filter's decisions are real rejections with reasons, and the clips cut from untrimmed videos have parents
+    r1 = mf.read(out / "manifests" / "web_round1.parquet")
+    rejected = r1[r1["status"] == "rejected"]
+    assert rejected["error"].str.match(r"^[a-z_0-9]+: ").all()
+    assert {"teacher_mismatch", "duplicate_of_val", "untrimmed"} <= set(rejected["error"].str.split(":").str[0])
+    assert r1.loc[r1["source"] == "clip", "parent_id"].isin(r1["item_id"]).all()
+    # the planted near-copies of val/test that were crawled are found (all but at most one), nothing else is hit
+    truth = mf.read(out / "world" / "truth" / "web.parquet", validate_rows=False)
+    planted = r1["sha256"].isin(truth.loc[truth["copy_of"].notna(), "sha256"]) & r1["parent_id"].isna()
+    hit = r1["error"].fillna("").str.startswith("duplicate_of_val")
+    assert planted.sum() >= 10 and hit[planted].sum() >= planted.sum() - 1 and not hit[~planted].any()
+    assert re.search(rf"{hit[planted].sum()}/{planted.sum()} planted found, 0 false", text)
+    m = re.search(r"precision (\d\.\d+) \(crawl (\d\.\d+)\), recall (\d\.\d+)", text)
+    assert m and all(0 <= float(v) <= 1 for v in m.groups())
+
+
+def test_a_rerun_trains_nothing_again(loop):
+    out, _ = loop
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("last.pt")}
+    again = CliRunner().invoke(cli, ["demo", "--out", str(out), *LOOP])
+    assert again.exit_code == 0, again.output
+    assert again.output.count("(done before)") >= 16 + 2
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("last.pt")} == stamps
+
+
+def _chromium():
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def test_report_is_self_contained_and_renders_in_chromium(loop, tmp_path):
+    out, _ = loop
+    report = out / "report.html"
+    text = report.read_text()
+    srcs = re.findall(r"src='([^']*)'", text)
+    assert len(srcs) >= 8 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert "http://" not in text.replace("http://127.0.0.1", "") and "<script" not in text
+    assert text.count("<table") >= 8
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no Chromium on this machine (scripts/setup.sh installs Debian's where apt can)")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--user-data-dir={tmp_path / 'p'}"]
+    dom = subprocess.run([browser, *flags, "--dump-dom", report.as_uri()], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    for table_id in ("counts", "filter", "table1", "pairs", "levels", "efficiency", "lineage"):
+        assert f'id="{table_id}"' in dom, table_id
+    shot = tmp_path / "report.png"
+    subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1280,2400", report.as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    image = cv2.imread(str(shot))
+    assert image is not None and image.shape[:2] == (2400, 1280)
+    assert image.std() > 20     # tables and plots drawn, not a blank page

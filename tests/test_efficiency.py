@@ -9,6 +9,7 @@ import torch
 from click.testing import CliRunner
 
 from curate import efficiency as eff
+from curate import runs
 from curate import manifest as mf
 from curate.cli import cli
 from trainers.config import ConfigError
@@ -58,7 +59,7 @@ def test_curves_on_the_demo_world_then_a_rerun_trains_nothing(tiny_world, web, t
     res = CliRunner().invoke(cli, ["efficiency", str(tiny_world.target_manifest),
                                    "--source", f"images={tmp_path / 'images.parquet'}",
                                    "--source", f"videos={tmp_path / 'videos.parquet'}:root={root}",
-                                   "--fractions", "0.25,0.5,1", "--epochs", "1", "--num-clips", "4",
+                                   "--fractions", "0.25,0.5,1", "--epochs", "1", "--num-clips", "4", "--workers", "2",
                                    "--out", str(out)], env={"COLUMNS": "160"})
     assert res.exit_code == 0, res.output
     assert "gain / GB" in res.output and "efficiency.png" in res.output
@@ -73,7 +74,7 @@ def test_curves_on_the_demo_world_then_a_rerun_trains_nothing(tiny_world, web, t
 
     # the rows each point added are nested, and its items / GB follow the cost model (by hand for two rows)
     for name in ("images", "videos"):
-        added = [set((out / r / "web_items.txt").read_text().split())
+        added = [set((out / r / f"{name}_items.txt").read_text().split())
                  for r in table.loc[table["source"] == name].sort_values("fraction")["run"]]
         assert added[0] < added[1] < added[2] == set(web[name]["item_id"])
     half = table[(table["source"] == "images") & (table["fraction"] == 0.5)].iloc[0]
@@ -106,7 +107,7 @@ def test_curves_on_the_demo_world_then_a_rerun_trains_nothing(tiny_world, web, t
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(eff, "train", no_training)
+    monkeypatch.setattr(runs, "train", no_training)
     again = eff.efficiency_curves(tiny_world.target_manifest, web, out, fractions=[0.25, 0.5, 1.0], epochs=1,
                                   data={"num_clips": 4})
     pd.testing.assert_frame_equal(again, rescored)

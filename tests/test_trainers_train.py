@@ -16,19 +16,18 @@ from click.testing import CliRunner
 
 from curate import manifest as mf
 from curate.cli import cli
+from curate.loop import family
 from trainers.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
-from trainers.config import MODEL_DIR, ConfigError
+from trainers.config import ConfigError
 from trainers.data import Group
 from trainers.inputs import data_overrides
-from trainers.models import FUSIONS, RECOGNIZERS
 from trainers.schedule import Schedule, lr_factor
 from trainers.sources import Source
 from trainers.train import _loss, make_config, train
 
 ROOT = Path(__file__).resolve().parent.parent
 # Recognition configs (bmn / slowonly_ava are the localization and detection models, tested in their own files).
-CONFIGS = sorted(p.stem for p in MODEL_DIR.glob("*.yaml")
-                 if make_config(p.stem)["model"]["type"] in {*RECOGNIZERS, *FUSIONS})
+CONFIGS = sorted(family())
 
 
 def tiny_cfg(name, epochs, batch_size=4, lr=1e-2, **schedule):

@@ -23,40 +23,96 @@ from curate.synth.web import WebHandle, serve
 
 @click.command()
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("demo_out"), show_default=True,
-              help="Folder for the world, the manifests and the report.")
+              help="Folder for the world, the crawl, every run and report.html.")
 @click.option("--classes", "num_classes", default=10, show_default=True, help="Classes in the demo world (2-17).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the world (same seed, same bytes).")
-@click.option("--workers", type=int, default=None, help="Processes generating the world (default: up to 4).")
-@click.option("--localize", is_flag=True,
-              help="Also train and evaluate a tiny BMN (temporal proposals) and a tiny AVA-style detector on the "
-                   "world's long videos and scenes, against their baselines (about a minute on 2 cores).")
-def demo(out: Path, num_classes: int, seed: int, workers: int | None, localize: bool) -> None:
-    """Run the curation loop on the embedded demo world and say where its outputs went.
+@click.option("--workers", type=int, default=None,
+              help="Processes generating the world and training side by side (default: the cores, up to 4).")
+@click.option("--seeds", type=int, default=3, show_default=True, help="Training seeds per student (Table 1 spread).")
+@click.option("--teacher-epochs", type=int, default=None, help="Epochs of the two teachers (default 150; --full 300).")
+@click.option("--student-epochs", type=int, default=None, help="Epochs of every student (default 40; --full 100).")
+@click.option("--localize/--no-localize", default=True, show_default=True,
+              help="Train and evaluate a tiny BMN (temporal proposals) and AVA-style detector on the world's long "
+                   "videos and scenes, against their baselines (about a minute on 2 cores).")
+@click.option("--efficiency/--no-efficiency", "with_efficiency", default=True, show_default=True,
+              help="Data-efficiency curves: one student on growing fractions of the filtered web images and videos.")
+@click.option("--world-only", is_flag=True, help="Stop after the world, the web check and the probed target manifest.")
+@click.option("--full", is_flag=True,
+              help="A bigger world (17 classes, twice the clips) and every recognition family member as a student, "
+                   "with longer schedules: meant for a GPU.")
+@click.option("--device", default=None, help="cpu, cuda, ... (default: cuda when present).")
+def demo(out: Path, num_classes: int, seed: int, workers: int | None, seeds: int, teacher_epochs: int | None,
+         student_epochs: int | None, localize: bool, with_efficiency: bool, world_only: bool, full: bool,
+         device: str | None) -> None:
+    """Run the OmniSource loop on the embedded demo world and write OUT/report.html.
 
     \b
-    1. generate the world under OUT/world (target clips, web corpus, ground truth; reused when present)
-    2. serve its web on 127.0.0.1 and check what a crawler finds there (search, feeds, watch pages, CSV)
-    3. probe every target clip (curate.media.probe) into OUT/manifests/target.parquet
-    4. with --localize: BMN and a detector under OUT/locdet (curate.locdet.run)
-    Read the result with `curate info OUT/manifests/target.parquet`.
+    1. generate the world under OUT/world (target clips with a small train split, a noisy web corpus, the truth)
+    2. serve its web on 127.0.0.1, check it and probe the target into OUT/manifests/target.parquet
+    3. crawl it with recipes/demo.yaml (search images, hashtag images and videos, untrimmed videos)
+    4. dedup the crawl against val/test; train a TSN (image) and a SlowOnly (video) teacher on the train split
+    5. filter the crawl with the teachers (untrimmed videos cut into the clips they believe)
+    6. students with and without the (un)filtered web data, over --seeds seeds; test top-1 (Table 1)
+    7. the best students become the teachers of round 2: re-filter, train students again
+    8. efficiency curves, BMN + detector, the world's hierarchy in FineGym format, report.html
+    A rerun reuses every finished step. About 10 minutes on 2 cores with the defaults.
     """
     con = Console()
     t0 = time.perf_counter()
+    size = {"num_classes": 17, "train_per_class": 16, "val_per_class": 32, "test_per_class": 48} if full else {}
     try:
-        world = _generate(out / "world", num_classes, seed, workers, con)
+        world = _generate(out / "world", size.pop("num_classes", num_classes), seed, workers, con, **size)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     with serve(world.root) as web:
         found = _look_around(web, world)
-    target = _probe(world)
-    manifest = mf.write(target, out / "manifests" / "target.parquet",
-                        {"data_root": str(world.root.resolve()), "world": json.dumps(world.counts["target"])})
-    _summary(con, world, found, target, manifest, time.perf_counter() - t0)
-    if localize:
-        _locdet(con, world, out / "locdet")
+        target = _probe(world)
+        manifest = mf.write(target, out / "manifests" / "target.parquet",
+                            {"data_root": str(world.root.resolve()), "world": json.dumps(world.counts["target"])})
+        _summary(con, world, found, target, manifest, time.perf_counter() - t0)
+        if world_only:
+            return
+        spec = _spec(full, seeds, teacher_epochs, student_epochs, workers, device)
+        result = _run(con, world, web.url, out, spec, with_efficiency)
+    locdet = _locdet(con, world, out / "locdet") if localize else None
+    from curate.demo_report import gym_export, print_tables, report
+
+    gym = gym_export(world, out / "finegym")
+    print_tables(con, result, world, locdet, gym)
+    path = report(out / "report.html", result, world, out, locdet, gym, time.perf_counter() - t0)
+    con.print(f"[bold]report[/] {path}", soft_wrap=True, highlight=False)
+    con.print(f"done in {time.perf_counter() - t0:.0f} s")
 
 
-def _locdet(con: Console, world: World, out: Path) -> None:
+def _spec(full: bool, seeds: int, teacher_epochs: int | None, student_epochs: int | None, workers: int | None,
+          device: str | None):
+    from curate.loop import LoopSpec, family
+
+    if seeds < 1:
+        raise click.BadParameter("give at least one seed", param_hint="--seeds")
+    knobs = {"seeds": tuple(range(seeds)), "device": device}
+    if full:
+        knobs.update(models=family(), teacher_epochs=300, student_epochs=100)
+    if teacher_epochs is not None:
+        knobs["teacher_epochs"] = teacher_epochs
+    if student_epochs is not None:
+        knobs["student_epochs"] = student_epochs
+    if workers is not None:
+        knobs["workers"] = workers
+    return LoopSpec(**knobs)
+
+
+def _run(con: Console, world: World, web_url: str, out: Path, spec, with_efficiency: bool):
+    from curate.loop import run_loop
+
+    with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), TimeElapsedColumn(), console=con,
+                  transient=True) as bar:
+        task = bar.add_task("crawl", total=None)
+        return run_loop(world, web_url, out, spec, stage=lambda name: bar.update(task, description=name),
+                        said=lambda line: con.print(f"  {line}", highlight=False), efficiency=with_efficiency)
+
+
+def _locdet(con: Console, world: World, out: Path) -> dict[str, dict[str, float]]:
     from curate.locdet import run
 
     t0 = time.perf_counter()
@@ -73,14 +129,15 @@ def _locdet(con: Console, world: World, out: Path) -> None:
     con.print(t)
     con.print(f"  {'outputs':<17} {out}", soft_wrap=True, highlight=False)
     con.print(f"done in {time.perf_counter() - t0:.1f} s")
+    return m
 
 
-def _generate(root: Path, num_classes: int, seed: int, workers: int | None, con: Console) -> World:
+def _generate(root: Path, num_classes: int, seed: int, workers: int | None, con: Console, **sizes) -> World:
     with Progress(TextColumn("[bold]world[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=con, transient=True) as bar:
         task = bar.add_task("world", total=None)
         return make_world(root, num_classes=num_classes, seed=seed, workers=workers,
-                          progress=lambda done, total: bar.update(task, completed=done, total=total))
+                          progress=lambda done, total: bar.update(task, completed=done, total=total), **sizes)
 
 
 def _get(url: str) -> bytes:

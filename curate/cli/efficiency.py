@@ -36,9 +36,11 @@ from trainers.config import ConfigError
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/efficiency"),
               show_default=True, help="Output folder (runs/, efficiency.parquet, efficiency.png).")
 @click.option("--device", default=None, help="cpu, cuda, ... (default: cuda when present).")
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="Runs trained side by side, each in its own process with one torch thread (CPU: up to the cores).")
 def efficiency(target_path: Path, sources: tuple[str, ...], model: str, tiny: bool, fractions: str, epochs: int,
                batch_size: int, lr: float, size: int, num_clips: int | None, seed: int, train_split: str,
-               test_split: str, data_root: Path | None, out: Path, device: str | None) -> None:
+               test_split: str, data_root: Path | None, out: Path, device: str | None, workers: int) -> None:
     """Data-efficiency curves: train one student on the target alone and with growing fractions of each web source.
 
     \b
@@ -67,7 +69,7 @@ def efficiency(target_path: Path, sources: tuple[str, ...], model: str, tiny: bo
                                   fractions=fractions, epochs=epochs, batch_size=batch_size, lr=lr, size=size,
                                   seed=seed, train_split=train_split, test_split=test_split, data_root=data_root,
                                   data={"num_clips": num_clips} if num_clips else None, device=device, console=con,
-                                  progress=True)
+                                  workers=workers)
     except (ConfigError, CheckpointError, mf.ManifestError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     con.print(efficiency_table(table))

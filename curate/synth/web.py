@@ -324,6 +324,13 @@ class WebServer(ThreadingHTTPServer):
         self.site, self.faults, self.stats, self.verbose = site, faults or Faults(), Stats(), verbose
         super().__init__((host, port), Handler)
 
+    def handle_error(self, request, client_address) -> None:
+        """A client that hangs up mid-request (yt-dlp and ffmpeg do) is normal traffic, not a traceback."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            super().handle_error(request, client_address)
+
 
 @dataclass
 class WebHandle:

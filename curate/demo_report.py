@@ -1,0 +1,146 @@
+"""`curate demo`'s ending: the FineGym export of the world, the tables printed to the terminal and report.html."""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from curate import gymbuild
+from curate import report as rp
+from curate.filter import plot_extremes, plot_scores
+from curate.loop import TARGET_ONLY, LoopResult, filtered
+from curate.synth import World
+from curate.synth.classes import classes, reversal_pairs
+
+
+def gym_export(world: World, out: Path) -> dict[str, Any]:
+    """The world's event -> set -> element hierarchy and timed segments as FineGym files under out."""
+    tree = json.loads(world.hierarchy.read_text())
+    events, elements, cats, ignored = gymbuild.build(tree, gymbuild.read_table(world.truth_events),
+                                                     gymbuild.read_table(world.truth_actions), source="synthetic")
+    files = gymbuild.write_files(events, elements, cats, out)
+    return {"events": len(events), "elements": len(elements), "ignored segments": ignored,
+            "files": [str(f) for f in files]}
+
+
+def _pairs(world: World) -> list[tuple[int, int]]:
+    return reversal_pairs(classes(len(world.classes)))
+
+
+def _rich(df: pd.DataFrame, title: str) -> Table:
+    t = Table(title=title, title_justify="left", show_edge=False)
+    for col in df.columns:
+        t.add_column(str(col), justify="left" if df[col].dtype == object else "right")
+    for row in df.itertuples(index=False):
+        t.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row])
+    return t
+
+
+def teacher_table(result: LoopResult) -> pd.DataFrame:
+    t = result.teachers
+    return pd.DataFrame({"teacher": t["model"], "for": ["images", "videos"][:len(t)], "val top1": t["val_top1"],
+                         "test top1": t["top1"]})
+
+
+def print_tables(con: Console, result: LoopResult, world: World, locdet: Mapping | None, gym: Mapping) -> None:
+    """The loop's tables in the terminal (the same DataFrames report.html shows)."""
+    from curate.efficiency import efficiency_table
+
+    con.print(_rich(rp.counts_table(result.web), "crawled rows per source and status"))
+    con.print(_rich(teacher_table(result), "teachers (trained on the target's train split)"))
+    con.print(_rich(rp.filter_table(result), "filter quality against the world's truth (label is right)"))
+    con.print(_rich(rp.table_one(result.runs), "Table 1: test top-1 without / with web data, mean ± std (seeds)"))
+    for line in rp.verdicts(result.runs):
+        con.print(f"  {line}", highlight=False)
+    pairs = rp.pair_table(result.runs, _pairs(world), world.classes)
+    if not pairs.empty:
+        con.print(_rich(pairs.drop(columns="pairs"), "accuracy inside temporal-order pairs (chance 0.5)"))
+    con.print(_rich(rp.level_table(result.runs), "per-level test accuracy (FineGym hierarchy)"))
+    if result.efficiency is not None:
+        con.print(efficiency_table(result.efficiency))
+    con.print(f"FineGym export: {gym['events']} events, {gym['elements']} elements -> "
+              f"{Path(gym['files'][0]).parent}", highlight=False)
+
+
+def _figures(result: LoopResult, out: Path) -> dict[str, Any]:
+    fig = out / "report_files"
+    fig.mkdir(parents=True, exist_ok=True)
+    first = result.rounds[0]
+    figs: dict[str, Any] = {"counts": rp.plot_counts(result.web, fig / "counts.png"),
+                            "pr": rp.plot_precision_recall(result, fig / "precision_recall.png")}
+    for i, r in enumerate(result.rounds, 1):
+        figs[f"scores{i}"] = plot_scores(r["manifest"], fig / f"round{i}")
+    figs["extremes"] = plot_extremes(first["manifest"], Path(first["path"]).parent.parent / "crawl" / "data",
+                                     fig / "round1")
+    return figs
+
+
+def _runs_figures(result: LoopResult) -> list[str]:
+    """Learning curve and confusion matrix of seed 0 of every model, target only vs filtered web data."""
+    runs = result.runs[(result.runs["seed"] == result.runs["seed"].min())
+                       & result.runs["condition"].isin([TARGET_ONLY, filtered(1)])]
+    parts = []
+    for r in runs.itertuples():
+        cap = f"{r.model}, {r.condition}, seed {r.seed}: test top1 {r.top1:.3f}"
+        parts.append(f"<div class='grid'>{rp._img(Path(r.run) / 'curve.png', 'learning curve: ' + cap)}"
+                     f"{rp._img(Path(r.run) / 'eval_test' / 'confusion.png', 'confusion (test): ' + cap)}</div>")
+    return parts
+
+
+def report(path: Path, result: LoopResult, world: World, out: Path, locdet: Mapping | None, gym: Mapping,
+           seconds: float) -> Path:
+    """Write report.html (self-contained) for one demo run."""
+    figs = _figures(result, out)
+    runs, q1 = result.runs, result.rounds[0]["quality"]
+    dd = result.dedup
+    summary = {"world": f"{len(world.classes)} classes, seed {world.spec.seed}: "
+                        + ", ".join(f"{k} {v}" for k, v in world.counts["target"].items()) + " target clips",
+               "crawl": f"{len(result.web)} rows, " + ", ".join(
+                   f"{k} {v}" for k, v in result.web["status"].value_counts().items()),
+               "filter (round 1)": f"precision {q1['precision']:.3f} (crawl {q1['base_rate']:.3f}), "
+                                   f"recall {q1['recall']:.3f}",
+               "students": f"{len(runs)} runs, seeds {sorted(runs['seed'].unique().tolist())}",
+               "time": f"{seconds:.0f} s; " + ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())}
+    pairs = rp.pair_table(runs, _pairs(world), world.classes)
+    sections = [
+        ("The crawl", [rp._table(rp.counts_table(result.web), "counts"), rp._img(figs["counts"])]),
+        ("Near-duplicates of val/test", [
+            f"<p>{dd['found']} of the {dd['planted_crawled']} planted near-copies that were crawled were found, "
+            f"{dd['false_hits']} hits on other rows; {dd['report'].within} near-duplicates collapsed inside the "
+            f"web; index: {dd['report'].index}.</p>", rp._table(rp.dedup_table(result), "dedup")]),
+        ("Teachers", [rp._table(teacher_table(result), "teachers")]),
+        ("Filtering against the world's truth", [
+            rp._table(rp.filter_table(result), "filter"), rp._img(figs["pr"], "precision / recall"),
+            "<div class='grid'>" + "".join(rp._img(p, f"round {i}: {p.stem}") for i in (1, 2)
+                                           for p in figs.get(f"scores{i}", [])) + "</div>",
+            rp._img(figs["extremes"], "round 1: highest and lowest teacher scores per class")]),
+        ("Table 1: without vs with web data (test top-1, mean ± std over seeds)", [
+            rp._table(rp.table_one(runs), "table1"), rp.verdict_list(rp.verdicts(runs))]),
+        ("Classes that differ only in temporal order", [
+            "<p>Accuracy on test clips of each pair, counted over predictions that fall inside the pair "
+            "(chance 0.5): 2D TSN averages frames and cannot see order; 3D models can.</p>",
+            rp._table(pairs, "pairs")]),
+        ("Per-level accuracy (FineGym hierarchy: element, set, event)", [
+            rp._table(rp.level_table(runs), "levels"),
+            f"<p>FineGym export: {gym['events']} events, {gym['elements']} elements; files: "
+            + ", ".join(Path(f).name for f in gym["files"]) + "</p>"]),
+        ("Learning curves and confusion matrices", _runs_figures(result)),
+    ]
+    if result.efficiency is not None:
+        from curate.efficiency import gains
+
+        eff = out / "efficiency" / "efficiency.png"
+        sections.append(("Data efficiency", [rp._img(eff), rp._table(gains(result.efficiency).round(4), "efficiency")]))
+    if locdet:
+        b, d = locdet["bmn"], locdet["detector"]
+        sections.append(("Localization and detection", [rp._table(pd.DataFrame([
+            {"task": "temporal proposals (BMN)", "metric": "AUC", "model": b["auc"], "baseline": b["baseline_auc"]},
+            {"task": "AVA-style detection", "metric": "frame-mAP@0.5", "model": d["frame_map"],
+             "baseline": d["baseline_frame_map"]}]), "locdet")]))
+    sections.append(("Lineage: where trained clips came from", [rp._table(rp.lineage(result), "lineage")]))
+    return rp.write_report(path, "curate demo: the OmniSource loop on the demo world", summary, {}, sections)

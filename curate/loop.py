@@ -1,0 +1,334 @@
+"""The OmniSource loop on the demo world: crawl -> teachers -> dedup + filter -> students -> the best students become
+the next teachers -> re-filter -> students again. `curate demo` runs `run_loop`; it returns plain data the report
+(curate/report.py) shows. Every stage is the real one (curate.crawl, curate.dedup, curate.filter, trainers.train);
+this module wires them together and measures them against the world's known truth. Reruns reuse finished work.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from curate import manifest as mf
+from curate.filter import KeepRules
+from curate.runs import RunJob, run_jobs
+from curate.synth import World
+from trainers.sources import Source
+
+RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "demo.yaml"
+LOOPBACK = "http://127.0.0.1:8000"
+TARGET_ONLY, UNFILTERED = "target only", "+ web, unfiltered"
+
+
+def filtered(round_: int) -> str:
+    return f"+ web, filtered (round {round_})"
+
+
+@dataclass(frozen=True)
+class LoopSpec:
+    """The sizes of one loop; the defaults fit the default world in 15 minutes on 2 CPU cores."""
+
+    models: tuple[str, ...] = ("tsn_r50", "slowonly_r50")   # students; the first two are the image / video teachers
+    seeds: tuple[int, ...] = (0, 1, 2)
+    tiny: bool = True
+    size: int = 32                   # crop side
+    scale: int = 40                  # frames resized to this before a random (train) or centre (test) crop
+    teacher_epochs: int = 150
+    student_epochs: int = 40
+    batch_size: int = 8
+    lr: float = 1e-2
+    web_share: float = 1.0           # web clips per target clip in every batch
+    keep: KeepRules = KeepRules(match=True)
+    dedup_threshold: float = 0.6     # pixel-thumbnail cosine: planted copies 0.60-0.99, distinct items <= 0.58
+    untrimmed_over_s: float = 4.0    # longer web videos are cut into clips
+    window_s: float = 2.0
+    efficiency_model: str = "slowonly_r50"
+    fractions: tuple[float, ...] = (0.25, 0.5, 1.0)   # with the target-only point: 4 per curve
+    workers: int = field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)))
+    device: str | None = None
+
+
+def demo_recipe(web_url: str, out: Path, classes: Sequence[str]) -> Path:
+    """recipes/demo.yaml pointed at a running loopback web and writing under out/crawl; saved as out/crawl/recipe.yaml
+    so `curate crawl` can rerun it. The target comes from the world itself, so the recipe's target CSV is left out."""
+    data = yaml.safe_load(RECIPE.read_text())
+
+    def point(v: Any) -> Any:
+        if isinstance(v, str):
+            return v.replace(LOOPBACK, web_url)
+        if isinstance(v, list):
+            return [point(x) for x in v]
+        if isinstance(v, dict):
+            return {k: point(x) for k, x in v.items()}
+        return v
+
+    data = point(data)
+    data.pop("target", None)
+    data["classes"] = list(classes)
+    crawl_dir = (out / "crawl").resolve()
+    data["output"] = {"manifest": str(crawl_dir / "web.parquet"), "data_root": str(crawl_dir / "data")}
+    crawl_dir.mkdir(parents=True, exist_ok=True)
+    path = crawl_dir / "recipe.yaml"
+    path.write_text("# recipes/demo.yaml pointed at this run's loopback web (written by curate demo)\n"
+                    + yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ truth
+
+def right_label(rows: pd.DataFrame, world: World) -> pd.Series:
+    """Per row: does it show its own label? Whole items are looked up by content hash in the world's truth (a
+    clutter item shows no class); a clip cut from an untrimmed video is right when an action of its label covers
+    at least half of it. NA where the world does not know the row."""
+    truth = mf.read(world.truth_web, validate_rows=False)
+    truth = truth[truth["sha256"].notna()].drop_duplicates("sha256").set_index("sha256")
+    actions = pd.read_parquet(world.truth_actions)
+    by_item = dict(zip(rows["item_id"], rows["sha256"]))
+    out = pd.Series(pd.NA, index=rows.index, dtype="boolean")
+    for i, r in rows.iterrows():
+        sha = by_item.get(r["parent_id"]) if pd.notna(r["parent_id"]) else r["sha256"]
+        if sha not in truth.index:
+            continue
+        t = truth.loc[sha]
+        if pd.isna(r["parent_id"]):
+            out[i] = bool(t["true_label"] == r["label"])
+            continue
+        acts = actions[(actions["video_id"] == t["source_id"]) & (actions["label"] == r["label"])]
+        overlap = (np.minimum(acts["end_s"], r["end_s"]) - np.maximum(acts["start_s"], r["start_s"])).clip(lower=0)
+        out[i] = bool((overlap >= 0.5 * (r["end_s"] - r["start_s"])).any())
+    return out
+
+
+def filter_quality(rows: pd.DataFrame, right: pd.Series) -> dict[str, float]:
+    """Precision / recall of the keep decision on 'label is right' over the whole web items the teacher judged
+    (status ok = kept); base_rate = precision of keeping them all."""
+    judged = rows["teacher_sha"].notna() & rows["parent_id"].isna() & right.notna() & ~rows["error"].fillna(
+        "").str.startswith(("duplicate_of_val", "near_duplicate", "untrimmed"))
+    clean, kept = right[judged].astype(bool), rows.loc[judged, "status"] == "ok"
+    tp = int((clean & kept).sum())
+    return {"judged": int(judged.sum()), "kept": int(kept.sum()), "clean": int(clean.sum()),
+            "base_rate": float(clean.mean()) if judged.any() else float("nan"),
+            "precision": tp / max(1, int(kept.sum())), "recall": tp / max(1, int(clean.sum()))}
+
+
+def dedup_quality(web: pd.DataFrame, world: World) -> dict[str, int]:
+    """Planted near-copies of val/test among the crawled rows: how many were found, and hits on other rows."""
+    truth = mf.read(world.truth_web, validate_rows=False)
+    copies = set(truth.loc[truth["copy_of"].notna() & truth["sha256"].notna(), "sha256"])
+    crawled = web[web["sha256"].isin(copies) & web["parent_id"].isna()]
+    hit = web["error"].fillna("").str.startswith("duplicate_of_val")
+    return {"planted_crawled": len(crawled), "found": int(hit[crawled.index].sum()),
+            "false_hits": int((hit & ~web["sha256"].isin(copies)).sum())}
+
+
+# ------------------------------------------------------------------------------------------------ runs
+
+def usable_web(df: pd.DataFrame) -> pd.DataFrame:
+    """The web rows a student trains on: status ok with a file, of a class (whole untrimmed videos included)."""
+    ok = (df["status"] == "ok") & df["path"].notna() & df["label_id"].notna() & ~df["source"].eq("pseudo")
+    return df[ok].reset_index(drop=True)
+
+
+def jobs_for(world: World, web_root: Path, out: Path, spec: LoopSpec, corpora: Mapping[str, pd.DataFrame | None],
+             models: Sequence[str], seeds: Sequence[int], epochs: int) -> list[tuple[str, str, int, RunJob]]:
+    """(condition, model, seed, job) for every corpus x model x seed: the target's train split plus the corpus (None:
+    target only), scored on val and test with predictions kept."""
+    from curate.efficiency import run_config
+
+    tdf = mf.read(world.target_manifest)
+    target = Source("target", tdf[tdf["split"] == "train"].reset_index(drop=True), root=world.root)
+    whole = Source("eval", tdf, root=world.root)
+    jobs = []
+    for cond, corpus in corpora.items():
+        srcs = [target] + ([Source("web", corpus, share=spec.web_share, root=web_root)] if corpus is not None else [])
+        for model in models:
+            for seed in seeds:
+                cfg = run_config(model, spec.tiny, epochs, spec.batch_size, spec.lr, spec.size, seed, None,
+                                 {"scale": spec.scale})
+                run_dir = out / _slug(cond) / f"{Path(model).stem}_s{seed}"
+                jobs.append((cond, model, seed, RunJob(run_dir, cfg, srcs, whole, ("test", "val"), True, spec.device)))
+    return jobs
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text).strip("_").replace("__", "_")
+
+
+def run_table(jobs: Sequence[tuple[str, str, int, RunJob]], workers: int,
+              said: Callable[[str], None] = lambda line: None) -> pd.DataFrame:
+    """Run every job (side by side) and return one row per run: condition, model, seed, test and val metrics."""
+    def done(i: int, row: dict, reused: bool) -> None:
+        cond, model, seed, _ = jobs[i]
+        said(f"{cond} / {model} seed {seed}: test top1 {row['top1']:.3f}"
+             + (" (done before)" if reused else f" in {row['seconds']:.0f} s"))
+
+    rows = run_jobs([j for *_, j in jobs], workers, done)
+    return pd.DataFrame([{"condition": c, "model": m, "seed": s, "run": str(j.run_dir), **_flat(r["metrics"])}
+                         for (c, m, s, j), r in zip(jobs, rows)])
+
+
+def _flat(metrics: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    return {("" if split == "test" else f"{split}_") + k: v for split, m in metrics.items() for k, v in m.items()}
+
+
+def table1(runs: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
+    """Rows = model, columns = condition: mean, std and seeds of the metric (the seed's Table 1 layout)."""
+    g = runs.groupby(["model", "condition"], sort=False)[metric]
+    stats = g.agg(["mean", "std", "count"]).reset_index()
+    return stats.pivot(index="model", columns="condition").swaplevel(axis=1).sort_index(axis=1, level=0, sort_remaining=False)
+
+
+def pair_accuracy(run_dir: str | Path, pairs: Sequence[tuple[int, int]]) -> float:
+    """On test clips of classes that differ only in temporal order, predicted into their pair: fraction predicted
+    as the right one of the two (chance 0.5); NaN when no prediction falls inside a pair."""
+    pred = pd.read_parquet(Path(run_dir) / "eval_test" / "predictions.parquet")
+    partner = {a: b for p in pairs for a, b in (p, p[::-1])}
+    rows = pred[pred["label"].isin(list(partner))]
+    inside = rows[(rows["pred"] == rows["label"]) | (rows["pred"] == rows["label"].map(partner))]
+    return float((inside["pred"] == inside["label"]).mean()) if len(inside) else float("nan")
+
+
+def best_runs(runs: pd.DataFrame, condition: str) -> dict[str, str]:
+    """Per model, the run of `condition` with the best validation top-1 (the next round's teachers)."""
+    rows = runs[runs["condition"] == condition].sort_values(["val_top1", "seed"], ascending=[False, True])
+    return {m: str(Path(g.iloc[0]["run"]) / "last.pt") for m, g in rows.groupby("model", sort=False)}
+
+
+# ------------------------------------------------------------------------------------------------ the loop
+
+@dataclass
+class LoopResult:
+    web: pd.DataFrame                          # the crawl manifest as crawled
+    deduped: pd.DataFrame                      # after dedup against val/test and inside the web
+    rounds: list[dict[str, Any]]               # per filter round: teachers, manifest, quality, removed, clips
+    teachers: pd.DataFrame                     # the first teachers' runs
+    runs: pd.DataFrame                         # every student run
+    dedup: dict[str, Any]
+    efficiency: pd.DataFrame | None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def run_loop(world: World, web_url: str, out: Path, spec: LoopSpec = LoopSpec(),
+             stage: Callable[[str], None] = lambda name: None, said: Callable[[str], None] = lambda line: None,
+             efficiency: bool = True) -> LoopResult:
+    """The whole loop; stage(name) announces each stage, said(line) reports a finished step."""
+    import time
+
+    from curate.crawl import crawl
+    from curate.dedup import PixelEmbedder, dedup_manifest
+    from curate.recipe import load_recipe
+
+    clock: dict[str, float] = {}
+    t = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal t
+        now = time.perf_counter()
+        clock[name] = round(now - t, 1)
+        t = now
+
+    stage("crawl")
+    res = crawl(load_recipe(demo_recipe(web_url, out, world.classes)))
+    web, web_root = res.df, out.resolve() / "crawl" / "data"
+    said(f"crawl: {res.fetched} fetched in {res.seconds:.1f} s, "
+         + ", ".join(f"{k} {v}" for k, v in web["status"].value_counts().items()))
+    lap("crawl")
+
+    stage("dedup")
+    tdf = mf.read(world.target_manifest)
+    deduped, rep = dedup_manifest(web, tdf, web_root, world.root, PixelEmbedder(), spec.dedup_threshold,
+                                  cache=out / "dedup" / "vectors.parquet")
+    mf.write(deduped, out / "manifests" / "web_deduped.parquet", {"data_root": str(web_root)})
+    dedup = {"report": rep, **dedup_quality(deduped, world)}
+    said(f"dedup: {rep.of_val} copies of val/test ({dedup['found']}/{dedup['planted_crawled']} planted found, "
+         f"{dedup['false_hits']} false), {rep.within} near-duplicates inside the web, index {rep.index}")
+    lap("dedup")
+
+    stage("teachers")
+    tjobs = jobs_for(world, web_root, out / "teachers", spec, {TARGET_ONLY: None}, spec.models[:2], (0,),
+                     spec.teacher_epochs)
+    teachers = run_table(tjobs, spec.workers, said)
+    first = {m: str(Path(r) / "last.pt") for m, r in zip(teachers["model"], teachers["run"])}
+    lap("teachers")
+
+    right = None
+    rounds: list[dict[str, Any]] = []
+    runs = pd.DataFrame()
+    for rnd in (1, 2):
+        stage(f"filter round {rnd}")
+        ckpts = first if rnd == 1 else best_runs(runs, filtered(1))
+        r = filter_round(deduped, web_root, out / "manifests" / f"web_round{rnd}.parquet",
+                         {"image": ckpts[spec.models[0]], "video": ckpts[spec.models[1]]}, spec)
+        right = right_label(r["manifest"], world)
+        r["quality"] = filter_quality(r["manifest"], right)
+        r["right"] = right
+        rounds.append(r)
+        q = r["quality"]
+        said(f"filter round {rnd}: kept {q['kept']} of {q['judged']} judged web items, precision {q['precision']:.3f} "
+             f"(crawl {q['base_rate']:.3f}), recall {q['recall']:.3f}; {r['clips'].get('clips', 0)} clips cut")
+        lap(f"filter round {rnd}")
+        stage(f"students round {rnd}")
+        corpora = ({TARGET_ONLY: None, UNFILTERED: usable_web(deduped), filtered(1): usable_web(r["manifest"])}
+                   if rnd == 1 else {filtered(2): usable_web(r["manifest"])})
+        jobs = jobs_for(world, web_root, out / "students", spec, corpora, spec.models, spec.seeds, spec.student_epochs)
+        runs = pd.concat([runs, run_table(jobs, spec.workers, said)], ignore_index=True)
+        lap(f"students round {rnd}")
+
+    eff = None
+    if efficiency:
+        from curate.efficiency import efficiency_curves
+
+        stage("efficiency")
+        kept = usable_web(rounds[0]["manifest"])
+        by_media = {name: Source(name, kept[kept["media"] == m].reset_index(drop=True), root=web_root)
+                    for name, m in (("images", "image"), ("videos", "video"))}
+        eff = efficiency_curves(world.target_manifest, by_media, out / "efficiency", model=spec.efficiency_model,
+                                tiny=spec.tiny, fractions=spec.fractions, epochs=spec.student_epochs,
+                                batch_size=spec.batch_size, lr=spec.lr, size=spec.size, data={"scale": spec.scale}, device=spec.device,
+                                workers=spec.workers)
+        lap("efficiency")
+    return LoopResult(web, deduped, rounds, teachers, runs, dedup, eff, clock)
+
+
+def filter_round(deduped: pd.DataFrame, web_root: Path, path: Path, ckpts: Mapping[str, str], spec: LoopSpec
+                 ) -> dict[str, Any]:
+    """curate filter with the given teachers over the deduplicated crawl; read back from path when it holds the
+    same teachers, rules and rows."""
+    import dataclasses
+    import hashlib
+    import json
+
+    from curate.filter import filter_manifest
+    from curate.teacher import load_teacher
+
+    teachers = {media: load_teacher(p, spec.device) for media, p in ckpts.items()}
+    key = hashlib.sha256(json.dumps({"teachers": {m: t.sha for m, t in teachers.items()},
+                                     "rules": dataclasses.asdict(spec.keep), "untrimmed": spec.untrimmed_over_s,
+                                     "window": spec.window_s, "rows": sorted(deduped["item_id"]),
+                                     "ok": int((deduped["status"] == "ok").sum())}, sort_keys=True).encode()).hexdigest()
+    out = {"teachers": dict(ckpts), "path": path}
+    if path.exists() and mf.read_metadata(path).get("filter_key") == key:
+        stats = json.loads(mf.read_metadata(path)["filter_stats"])
+        return {**out, "manifest": mf.read(path), **stats}
+    res = filter_manifest(deduped, web_root, teachers, spec.keep, untrimmed_over_s=spec.untrimmed_over_s,
+                          window_s=spec.window_s, embeddings=path.with_name(path.stem + ".emb.parquet"))
+    stats = {"removed": res.removed, "clips": res.clips}
+    mf.write(res.manifest, path, {"data_root": str(web_root), "filter_key": key, "filter_stats": json.dumps(stats)})
+    return {**out, "manifest": res.manifest, **stats}
+
+
+def family() -> tuple[str, ...]:
+    """Every bundled recognition config (recipes/models), TSN and SlowOnly first: the students of `demo --full`."""
+    from trainers.config import MODEL_DIR
+    from trainers.models import FUSIONS, RECOGNIZERS
+    from trainers.train import make_config
+
+    names = sorted(p.stem for p in MODEL_DIR.glob("*.yaml")
+                   if make_config(p.stem)["model"]["type"] in {*RECOGNIZERS, *FUSIONS})
+    return ("tsn_r50", "slowonly_r50", *[n for n in names if n not in ("tsn_r50", "slowonly_r50")])

@@ -1,0 +1,124 @@
+"""Training runs as jobs: train one config on its sources, score it on the target's splits, keep the result.
+
+A job's folder holds run.json (what the run is: a hash of the config and of the exact rows it trains on), the
+trainer's files (last.pt, metrics.jsonl, curve.png) and, once scored, result.json. A rerun reads finished jobs
+back, resumes an interrupted one from its last.pt and refuses a folder that holds a different run. `run_jobs`
+runs many at once in worker processes of one torch thread each (tiny models train faster that way on few cores).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from trainers.config import ConfigError
+from trainers.evaluate import evaluate_checkpoint
+from trainers.sources import Source
+from trainers.train import train
+
+
+@dataclass
+class RunJob:
+    """One training run: cfg on sources (the first is the target), scored on `splits` of `test` (a whole manifest
+    with its root); the first split's top1 / mean_class_acc head the result, every split's metrics are kept."""
+
+    run_dir: Path
+    cfg: dict[str, Any]
+    sources: list[Source]
+    test: Source
+    splits: tuple[str, ...] = ("test",)
+    outputs: bool = False            # write predictions.parquet + confusion.png under run_dir/eval_<split>
+    device: str | None = None
+
+
+def run_key(cfg: Mapping[str, Any], sources: Sequence[Source]) -> str:
+    """What a run is: its config, each source's options and the exact rows it trains on."""
+    parts = [({k: v for k, v in s.describe().items() if k not in ("manifest", "root")},
+              sorted(map(str, s.manifest["item_id"]))) for s in sources]
+    blob = json.dumps({"cfg": cfg, "sources": parts}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def write_json(path: Path, obj: Mapping[str, Any]) -> None:
+    """Atomic JSON write (temporary file, then rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def train_and_test(job: RunJob, console: Console | None = None, progress: bool = False) -> tuple[dict[str, Any], bool]:
+    """Train + score one job (or read it back when finished): (result row, whether it was reused)."""
+    run_dir, con = Path(job.run_dir), console or Console(quiet=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    key = run_key(job.cfg, job.sources)
+    spec, done = run_dir / "run.json", run_dir / "result.json"
+    if spec.exists() and json.loads(spec.read_text())["key"] != key:
+        raise ConfigError(f"{run_dir} holds a run with other settings or rows; use another output folder")
+    if done.exists():
+        row = json.loads(done.read_text())
+        if (run_dir / row["checkpoint"]).exists():
+            return row, True
+    write_json(spec, {"key": key, "sources": [s.describe() for s in job.sources]})
+    for web in job.sources[1:]:   # which auxiliary rows this run added, one item_id a line
+        (run_dir / f"{web.name}_items.txt").write_text("".join(f"{i}\n" for i in web.manifest["item_id"]))
+    result = train(job.cfg, job.sources, run_dir, resume=(run_dir / "last.pt").exists(), device=job.device,
+                   console=con, progress=progress)
+    metrics, seconds = {}, result.seconds
+    for split in job.splits:
+        ev = evaluate_checkpoint(result.last, job.test.manifest, split, data_root=job.test.root, device=job.device,
+                                 out=run_dir / f"eval_{split}" if job.outputs else None)
+        if not ev.metrics.get("n"):
+            raise ConfigError(f"the target has no usable rows in split {split!r} to test on")
+        metrics[split] = {k: v for k, v in ev.metrics.items() if isinstance(v, (int, float))}
+        seconds += ev.metrics["seconds"]
+    head = metrics[job.splits[0]]
+    row = {"top1": float(head["top1"]), "mean_class_acc": float(head["mean_class_acc"]),
+           "test_clips": int(head["n"]), "seconds": round(seconds, 3), "checkpoint": result.last.name,
+           "metrics": metrics}
+    write_json(done, row)
+    return row, False
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _job_in_worker(job: RunJob) -> tuple[dict[str, Any], bool]:
+    return train_and_test(job)
+
+
+def run_jobs(jobs: Sequence[RunJob], workers: int = 1,
+             on_done: Callable[[int, dict[str, Any], bool], None] | None = None) -> list[dict[str, Any]]:
+    """Every job's result row, in job order. workers > 1: that many spawned processes of one torch thread each;
+    on_done(index, row, reused) is called as each finishes. The first failure is raised after the others stop."""
+    rows: list[dict[str, Any] | None] = [None] * len(jobs)
+    if workers <= 1 or len(jobs) <= 1:
+        for i, job in enumerate(jobs):
+            rows[i], reused = train_and_test(job)
+            if on_done:
+                on_done(i, rows[i], reused)
+        return rows  # type: ignore[return-value]
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx, initializer=_one_thread) as pool:
+        futures = {pool.submit(_job_in_worker, job): i for i, job in enumerate(jobs)}
+        try:
+            for fut in as_completed(futures):
+                i = futures[fut]
+                rows[i], reused = fut.result()
+                if on_done:
+                    on_done(i, rows[i], reused)
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+    return rows  # type: ignore[return-value]
