@@ -40,7 +40,8 @@ class LoopSpec:
     size: int = 32                   # crop side
     scale: int = 40                  # frames resized to this before a random (train) or centre (test) crop
     teacher_epochs: int = 150
-    student_epochs: int = 40
+    student_epochs: int = 60
+    efficiency_epochs: int = 40
     batch_size: int = 8
     lr: float = 1e-2
     web_share: float = 1.0           # web clips per target clip in every batch
@@ -289,7 +290,7 @@ def run_loop(world: World, web_url: str, out: Path, spec: LoopSpec = LoopSpec(),
         by_media = {name: Source(name, kept[kept["media"] == m].reset_index(drop=True), root=web_root)
                     for name, m in (("images", "image"), ("videos", "video"))}
         eff = efficiency_curves(world.target_manifest, by_media, out / "efficiency", model=spec.efficiency_model,
-                                tiny=spec.tiny, fractions=spec.fractions, epochs=spec.student_epochs,
+                                tiny=spec.tiny, fractions=spec.fractions, epochs=spec.efficiency_epochs,
                                 batch_size=spec.batch_size, lr=spec.lr, size=spec.size, data={"scale": spec.scale}, device=spec.device,
                                 workers=spec.workers)
         lap("efficiency")

@@ -30,7 +30,8 @@ from curate.synth.web import WebHandle, serve
               help="Processes generating the world and training side by side (default: the cores, up to 4).")
 @click.option("--seeds", type=int, default=3, show_default=True, help="Training seeds per student (Table 1 spread).")
 @click.option("--teacher-epochs", type=int, default=None, help="Epochs of the two teachers (default 150; --full 300).")
-@click.option("--student-epochs", type=int, default=None, help="Epochs of every student (default 40; --full 100).")
+@click.option("--student-epochs", type=int, default=None,
+              help="Epochs of every student, efficiency runs included (default 60 and 40; --full 100).")
 @click.option("--localize/--no-localize", default=True, show_default=True,
               help="Train and evaluate a tiny BMN (temporal proposals) and AVA-style detector on the world's long "
                    "videos and scenes, against their baselines (about a minute on 2 cores).")
@@ -92,11 +93,11 @@ def _spec(full: bool, seeds: int, teacher_epochs: int | None, student_epochs: in
         raise click.BadParameter("give at least one seed", param_hint="--seeds")
     knobs = {"seeds": tuple(range(seeds)), "device": device}
     if full:
-        knobs.update(models=family(), teacher_epochs=300, student_epochs=100)
+        knobs.update(models=family(), teacher_epochs=300, student_epochs=100, efficiency_epochs=100)
     if teacher_epochs is not None:
         knobs["teacher_epochs"] = teacher_epochs
     if student_epochs is not None:
-        knobs["student_epochs"] = student_epochs
+        knobs["student_epochs"] = knobs["efficiency_epochs"] = student_epochs
     if workers is not None:
         knobs["workers"] = workers
     return LoopSpec(**knobs)
