@@ -99,6 +99,7 @@ def _short(path: str) -> str:
 def counts_table(web: pd.DataFrame) -> pd.DataFrame:
     t = web.groupby(["source", "status"]).size().unstack(fill_value=0)
     t["total"] = t.sum(axis=1)
+    t.columns.name = None
     return t.reset_index()
 
 
