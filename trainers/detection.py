@@ -209,6 +209,7 @@ def train_detector(cfg: Mapping[str, Any], files: Mapping[str, Path], root: str 
     train, val = (KeyframeData(files, sub, num_classes, data, root) for sub in ("train", "val"))
     if not len(train):
         raise ValueError("no training keyframes (proposals of train videos)")
+    torch.manual_seed(s.seed)    # the same weights whatever ran before in this process
     model = build_detector(cfg["model"], num_classes)
     steps = -(-len(train) // s.batch_size)
 

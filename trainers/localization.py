@@ -149,8 +149,9 @@ def train_localizer(cfg: Mapping[str, Any], features: Mapping[str, np.ndarray], 
 
     db = read_activitynet(annotations) if not isinstance(annotations, dict) else annotations
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = build_localizer(cfg["model"])
     s = Schedule.from_config(cfg.get("schedule"))
+    torch.manual_seed(s.seed)    # the same weights whatever ran before in this process
+    model = build_localizer(cfg["model"])
     train = LocalizationData(features, db, "training", model.tscale, model.dscale)
     val_ids = sorted(k for k, v in db.items() if k in features and v.subset == "validation")
     if not len(train):
