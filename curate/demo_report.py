@@ -143,4 +143,4 @@ def report(path: Path, result: LoopResult, world: World, out: Path, locdet: Mapp
             {"task": "AVA-style detection", "metric": "frame-mAP@0.5", "model": d["frame_map"],
              "baseline": d["baseline_frame_map"]}]), "locdet")]))
     sections.append(("Lineage: where trained clips came from", [rp._table(rp.lineage(result), "lineage")]))
-    return rp.write_report(path, "curate demo: the OmniSource loop on the demo world", summary, {}, sections)
+    return rp.write_report(path, "curate demo: the OmniSource loop on the demo world", summary, sections)

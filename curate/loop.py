@@ -106,11 +106,16 @@ def right_label(rows: pd.DataFrame, world: World) -> pd.Series:
     return out
 
 
+def judged_rows(rows: pd.DataFrame, right: pd.Series) -> pd.Series:
+    """Whole web items the teacher's keep rule decided on and the truth knows (not dedup'd, not cut up)."""
+    return rows["teacher_sha"].notna() & rows["parent_id"].isna() & right.notna() & ~rows["error"].fillna(
+        "").str.startswith(("duplicate_of_val", "near_duplicate", "untrimmed"))
+
+
 def filter_quality(rows: pd.DataFrame, right: pd.Series) -> dict[str, float]:
     """Precision / recall of the keep decision on 'label is right' over the whole web items the teacher judged
     (status ok = kept); base_rate = precision of keeping them all."""
-    judged = rows["teacher_sha"].notna() & rows["parent_id"].isna() & right.notna() & ~rows["error"].fillna(
-        "").str.startswith(("duplicate_of_val", "near_duplicate", "untrimmed"))
+    judged = judged_rows(rows, right)
     clean, kept = right[judged].astype(bool), rows.loc[judged, "status"] == "ok"
     tp = int((clean & kept).sum())
     return {"judged": int(judged.sum()), "kept": int(kept.sum()), "clean": int(clean.sum()),
@@ -176,13 +181,6 @@ def run_table(jobs: Sequence[tuple[str, str, int, RunJob]], workers: int,
 
 def _flat(metrics: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
     return {("" if split == "test" else f"{split}_") + k: v for split, m in metrics.items() for k, v in m.items()}
-
-
-def table1(runs: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
-    """Rows = model, columns = condition: mean, std and seeds of the metric (the seed's Table 1 layout)."""
-    g = runs.groupby(["model", "condition"], sort=False)[metric]
-    stats = g.agg(["mean", "std", "count"]).reset_index()
-    return stats.pivot(index="model", columns="condition").swaplevel(axis=1).sort_index(axis=1, level=0, sort_remaining=False)
 
 
 def pair_accuracy(run_dir: str | Path, pairs: Sequence[tuple[int, int]]) -> float:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from curate.loop import TARGET_ONLY, UNFILTERED, LoopResult, filtered, pair_accuracy
+from curate.loop import TARGET_ONLY, UNFILTERED, LoopResult, filtered, judged_rows, pair_accuracy
 
 
 def mean_std(values: pd.Series) -> str:
@@ -160,8 +159,7 @@ def plot_precision_recall(result: LoopResult, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for i, r in enumerate(result.rounds, 1):
         df, right = r["manifest"], r["right"]
-        judged = df["teacher_score"].notna() & df["parent_id"].isna() & right.notna() & ~df["error"].fillna(
-            "").str.startswith(("duplicate_of_val", "near_duplicate", "untrimmed"))
+        judged = judged_rows(df, right)
         s, y = df.loc[judged, "teacher_score"].astype(float).to_numpy(), right[judged].astype(bool).to_numpy()
         order = np.argsort(-s, kind="stable")
         tp = np.cumsum(y[order])
@@ -212,7 +210,7 @@ def _section(title: str, *parts: str) -> str:
     return f"<h2>{html.escape(title)}</h2>\n" + "\n".join(parts)
 
 
-def write_report(path: Path, title: str, summary: Mapping[str, Any], tables: Mapping[str, pd.DataFrame],
+def write_report(path: Path, title: str, summary: Mapping[str, Any],
                  sections: Sequence[tuple[str, Sequence[str]]]) -> Path:
     """report.html: a summary list, then sections of (title, html parts); written atomically."""
     items = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in summary.items())
@@ -229,6 +227,3 @@ def verdict_list(lines: Sequence[str]) -> str:
     li = "".join(f"<li class='{'yes' if '? yes' in s else 'no'}'>{html.escape(s)}</li>" for s in lines)
     return f"<ul>{li}</ul>"
 
-
-def finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and math.isfinite(v)
