@@ -33,6 +33,11 @@ class KeepRules:
     top_k: int | None = None
     top_frac: float | None = None
     match: bool = True
+    match_k: int = 1                 # the match rule accepts the label among the teacher's top match_k (at most 5)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.match_k <= 5:
+            raise ValueError(f"match_k is 1..5 (the teacher keeps its top-5), not {self.match_k}")
 
     def enabled(self) -> list[str]:
         return [r for r in RULES if getattr(self, r) not in (None, False)]
@@ -57,8 +62,11 @@ def rule_masks(df: pd.DataFrame, rules: KeepRules) -> dict[str, pd.Series]:
             out["top_k"] = rank < rules.top_k
         if rules.top_frac is not None:
             out["top_frac"] = rank < np.ceil(size * rules.top_frac - 1e-9)
-    if rules.match:
+    if rules.match and rules.match_k == 1:
         out["match"] = cand["teacher_pred"].astype("Int64") == cand["label_id"].astype("Int64")
+    elif rules.match:
+        out["match"] = pd.Series([int(y) in list(top)[:rules.match_k]
+                                  for y, top in zip(cand["label_id"], cand["teacher_top5"])], index=cand.index, dtype=bool)
     return {k: v.fillna(False).astype(bool) for k, v in out.items()}
 
 
@@ -73,7 +81,8 @@ def apply_rules(df: pd.DataFrame, rules: KeepRules) -> tuple[pd.DataFrame, dict[
     mismatch = ~masks["match"] if "match" in masks else pd.Series(False, index=keep.index)
     for idx in keep.index[~keep]:
         if mismatch[idx]:
-            err = f"teacher_mismatch: teacher predicts class {df.at[idx, 'teacher_pred']}, not {df.at[idx, 'label_id']}"
+            err = (f"teacher_mismatch: teacher predicts class {df.at[idx, 'teacher_pred']}, not {df.at[idx, 'label_id']}"
+                   + (f" (nor has it in its top {rules.match_k})" if rules.match_k > 1 else ""))
         else:
             failed = [r for r, m in masks.items() if not m[idx]]
             err = f"teacher_low: p={df.at[idx, 'teacher_score']:.3f} fails {', '.join(failed)}"
@@ -147,7 +156,7 @@ def cut_clips(df: pd.DataFrame, root: str | Path, teacher: Teacher, rules: KeepR
     scored, _ = score_manifest(windows, root, {"video": teacher}, batch_size=batch_size, workers=workers,
                                progress=progress)
     stats["windows"] = len(scored)
-    window_rules = KeepRules(threshold=rules.threshold, match=rules.match)
+    window_rules = KeepRules(threshold=rules.threshold, match=rules.match, match_k=rules.match_k)
     masks = rule_masks(scored, window_rules)
     kept = pd.concat(masks, axis=1).all(axis=1) if masks else candidates(scored)
     scored = scored.loc[kept.index[kept]]

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -95,7 +96,11 @@ def test_end_to_end_crawl_of_the_loopback_web(tmp_path, web, truth, tiny_world):
     assert res2.fetched == 0 and web.stats()["completed"] == before
     whole = ok["url"].map(lambda u: truth.set_index("source_id").loc[u.rsplit("=", 1)[-1], "url"] if "watch" in u
                           else u.replace(web.url, ""))
-    assert all(before[u] == 1 for u in whole)   # (ffmpeg's segment reads of the sources may open a file twice)
+    # each whole file was served once per logged request for it (a timed-out first try under load is a second
+    # request and says so in the log), and once where the log has one request (ffmpeg's segment reads are excluded)
+    requests = Counter(a["url"].replace(web.url, "") for a in attempts if a.get("url"))
+    assert all(1 <= before[u] <= max(requests[u], 1) for u in whole)
+    assert all(before[u] == 1 for u in whole if requests[u] <= 1)
 
 
 def test_segments_full_download_then_ffmpeg_trim(tmp_path, web, tiny_world):

@@ -48,9 +48,11 @@ def _hand_scored():
     rows = []
     for label in (0, 1):
         scores = [(0.9, label), (0.8, label), (0.5, 1 - label), (0.3, label), (0.1, 1 - label)]
-        for k, (score, pred) in enumerate(scores):
+        for k, (score, pred) in enumerate(scores):   # the own label 2nd in the teacher's top-5 at 0.5, 3rd at 0.1
+            top5 = [pred, label if score == 0.5 else 7, label if score == 0.1 else 8] if pred != label else [pred, 7, 8]
             rows.append(dict(item_id=f"{label}{k:015x}", label=f"c{label}", label_id=label, status="ok", path="x.jpg",
-                             media="image", source="web_image", teacher_score=score, teacher_pred=pred))
+                             media="image", source="web_image", teacher_score=score, teacher_pred=pred,
+                             teacher_top5=top5))
     rows.append(dict(item_id="f" * 16, label="c0", label_id=0, status="failed", error="http_404: gone"))
     return mf.from_records(rows)
 
@@ -68,6 +70,12 @@ def test_keep_rules_on_hand_made_scores():
     bad = out[df["teacher_pred"] != df["label_id"]]
     assert (bad.loc[bad["status"] != "failed", "error"].str.startswith("teacher_mismatch")).all()
     assert (out["status"] == "ok").sum() == 6
+    out, _ = apply_rules(df, KeepRules(match=True, match_k=2))   # + the two rows with their label second
+    assert kept(out) == [0.3, 0.3, 0.5, 0.5, 0.8, 0.8, 0.9, 0.9]
+    assert out.loc[df["teacher_score"].astype(float).round(3) == 0.1, "error"].str.contains("nor has it in its top 2").all()
+    assert apply_rules(df, KeepRules(match=True, match_k=3))[1] == {"match": 0}
+    with pytest.raises(ValueError, match="match_k"):
+        KeepRules(match_k=6)
 
     out, _ = apply_rules(df, KeepRules(top_k=2, match=False))
     assert kept(out) == [0.8, 0.8, 0.9, 0.9]

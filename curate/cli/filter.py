@@ -33,6 +33,9 @@ from trainers.config import ConfigError
 @click.option("--top-frac", type=float, help="Keep this fraction of each class's rows, best first.")
 @click.option("--match/--no-match", default=True, show_default=True,
               help="Keep only rows whose teacher top-1 is their own label (OmniSource's rule).")
+@click.option("--match-k", type=click.IntRange(1, 5), default=1, show_default=True,
+              help="With --match: accept the own label anywhere in the teacher's top K (2 suits a 2D teacher on "
+                   "classes told apart only by motion order).")
 @click.option("--cheap/--no-cheap", default=True, show_default=True,
               help="Resolution, duration, black, frozen and near-static checks before the teacher.")
 @click.option("--min-side", type=int, default=32, show_default=True, help="Shorter side in pixels at least.")
@@ -54,7 +57,7 @@ from trainers.config import ConfigError
                                               "written, rejected or cut.")
 def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: Path | None, video_teacher: Path | None,
                class_map: Path | None, out: Path | None, data_root: Path | None, threshold: float | None,
-               top_k: int | None, top_frac: float | None, match: bool, cheap: bool, min_side: int,
+               top_k: int | None, top_frac: float | None, match: bool, match_k: int, cheap: bool, min_side: int,
                min_duration: float, max_duration: float | None, untrimmed_over: float | None, window_s: float,
                stride_s: float | None, batch_size: int, workers: int, device: str | None, plots: Path | None,
                pseudo_mp4: str | None, dry_run: bool) -> None:
@@ -89,7 +92,7 @@ def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: Path | 
             df = mf.upsert(df, mf.read(out))
             con.print(f"resuming from {out}")
         teachers = teachers_from_args(image_teacher or teacher, video_teacher or teacher, device)
-        rules = KeepRules(threshold, top_k, top_frac, match)
+        rules = KeepRules(threshold, top_k, top_frac, match, match_k)
         cheap_rules = CheapRules(min_side=min_side, min_duration_s=min_duration, max_duration_s=max_duration) \
             if cheap else None
         meta = {**mf.read_metadata(manifest_path), "data_root": str(Path(root).resolve())}
