@@ -1,6 +1,8 @@
 """Crawl speed: (1) planning a 250k-row Kinetics CSV vs a naive per-row loop; (2) images/s of `curate crawl` on
 loopback vs a plain thread-pool urllib downloader and img2dataset (when installed) on the same URL list and thread
-count, the loopback web served by its own process. Prints ratios.
+count, the loopback web served by its own process. Prints ratios. Both in one process (curate's threads vs
+img2dataset --processes_count 1) and over one process per CPU (curate --executor processes vs img2dataset
+--processes_count N), the same total threads.
 
 PYTHONPATH=. python bench/crawl.py [--rows 250000] [--images 5000] [--workers 16] [--profile]
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import os
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -74,7 +77,7 @@ def serve_process(root: Path):
     raise RuntimeError("the loopback web did not start")
 
 
-def run_img2dataset(urls_file: Path, out: Path, workers: int) -> tuple[float, int] | None:
+def run_img2dataset(urls_file: Path, out: Path, workers: int, processes: int = 1) -> tuple[float, int] | None:
     """(images/s, successes) of img2dataset on the URL list (files output, no resizing), or None when missing."""
     import json
     import shutil
@@ -85,8 +88,8 @@ def run_img2dataset(urls_file: Path, out: Path, workers: int) -> tuple[float, in
         return None
     shutil.rmtree(out, ignore_errors=True)
     cmd = [exe, "--url_list", str(urls_file), "--output_folder", str(out), "--input_format", "txt",
-           "--output_format", "files", "--resize_mode", "no", "--processes_count", "1", "--thread_count",
-           str(workers), "--retries", "0", "--timeout", "20", "--enable_wandb", "False", "--compute_hash", "sha256"]
+           "--output_format", "files", "--resize_mode", "no", "--processes_count", str(processes),
+           "--thread_count", str(-(-workers // processes)), "--retries", "0", "--timeout", "20", "--enable_wandb", "False", "--compute_hash", "sha256"]
     t = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True, env={**__import__("os").environ,
                                                              "NO_ALBUMENTATIONS_UPDATE": "1"})
@@ -126,25 +129,37 @@ def bench_images(n: int, workers: int, profile: bool = False) -> None:
             f"download: {{workers: {workers}, per_host: {workers}, rate_per_host: 0, commit_every: 2000}}\n"
             "output: {manifest: m.parquet, data_root: data}\n")
         recipe = load_recipe(OUT / "r.yaml")
-        prof = _thread_profiler() if profile else None
-        t = time.perf_counter()
-        res = crawl(recipe)
-        ours = len(urls) / (time.perf_counter() - t)
-        if prof:
-            prof()
-        assert (res.df["status"] == "ok").sum() == len(urls)
+        procs = os.cpu_count() or 1
+
+        def ours(executor: str) -> float:
+            shutil.rmtree(OUT / "data", ignore_errors=True)
+            for f in OUT.glob("m.parquet*"):
+                f.unlink()
+            prof = _thread_profiler() if profile and executor == "local" else None
+            t = time.perf_counter()
+            res = crawl(recipe, executor=executor, shard_size=-(-len(urls) // (4 * procs)))
+            rate = len(urls) / (time.perf_counter() - t)
+            if prof:
+                prof()
+            assert (res.df["status"] == "ok").sum() == len(urls)
+            return rate
+        one, many = ours("local"), ours("processes")
         i2d = run_img2dataset(OUT / "urls.txt", OUT / "img2dataset", workers)
+        i2d_many = run_img2dataset(OUT / "urls.txt", OUT / "img2dataset", workers, procs) if i2d else None
     finally:
         proc.kill()
         proc.wait()
-    print(f"{len(urls)} loopback images, {workers} threads, server in its own process:\n"
-          f"  curate crawl {ours:.0f} img/s (fetch + robots + sniff + probe + sha256 + atomic place + attempt log + "
-          f"manifest)\n  plain thread pool urllib {peer:.0f} img/s (fetch + sha256 only), ratio {ours / peer:.2f}x")
-    if i2d is None:
+    print(f"{len(urls)} loopback images, {workers} threads in all, server in its own process:\n"
+          f"  curate crawl {one:.0f} img/s in one process, {many:.0f} img/s over {procs} processes (fetch + robots + "
+          f"sniff + probe + sha256 + atomic place + attempt log + manifest)\n"
+          f"  plain thread pool urllib {peer:.0f} img/s (fetch + sha256 only), ratio {one / peer:.2f}x")
+    if i2d is None or i2d_many is None:
         print("  img2dataset: not installed (pip install img2dataset), no ratio")
     else:
-        print(f"  img2dataset {i2d[0]:.0f} img/s ({i2d[1]} ok; 1 process, {workers} threads, files, no resize), "
-              f"ratio curate / img2dataset {ours / i2d[0]:.2f}x")
+        print(f"  img2dataset {i2d[0]:.0f} img/s in one process, {i2d_many[0]:.0f} img/s over {procs} processes "
+              f"({i2d[1]} / {i2d_many[1]} ok; files, no resize)\n"
+              f"  ratio curate / img2dataset: {one / i2d[0]:.2f}x in one process, {many / i2d_many[0]:.2f}x over "
+              f"{procs}, {max(one, many) / max(i2d[0], i2d_many[0]):.2f}x best against best")
 
 
 def _thread_profiler():

@@ -2,8 +2,9 @@
 
 A stage hands `run_shards` a per-shard function `fn(shard_df, ctx) -> part_df` (a module-level function, so Ray
 workers can import it) and the manifest rows still to do. The rows are cut into shards; each shard runs in this
-process (`executor='local'`, a thread pool of `workers`) or as a Ray task (`executor='ray'`, on a cluster at
-`address` or a local one of `workers` CPUs). Every part is handed to `on_part` in the driver as soon as it arrives;
+process (`executor='local'`, a thread pool of `workers`), in a pool of `workers` spawned processes on this machine
+(`executor='processes'`: past one interpreter's GIL without a cluster) or as a Ray task (`executor='ray'`, on a
+cluster at `address` or a local one of `workers` CPUs). Every part is handed to `on_part` in the driver as soon as it arrives;
 with `commit(path, base)` as on_part each part is upserted into the manifest and written atomically, so a worker
 or driver death loses only the shards still running, and a rerun (the stage picks its pending rows again) does
 nothing twice. A shard that raises is reported in the result and its rows stay pending.
@@ -28,7 +29,7 @@ import pandas as pd
 
 from curate import manifest as mf
 
-EXECUTORS = ("local", "ray")
+EXECUTORS = ("local", "processes", "ray")
 RAY_MISSING = "the Ray executor needs Ray: pip install 'curate[ray]' (or run with --executor local)"
 
 
@@ -92,7 +93,7 @@ def run_shards(fn: Callable[[pd.DataFrame, ShardContext], pd.DataFrame], rows: p
     result = ShardResult(executor, len(shards), workers=workers)
     t0 = time.perf_counter()
     ctx = [ShardContext(i, len(shards), options=dict(options or {})) for i in range(len(shards))]
-    run = _run_ray if executor == "ray" else _run_local
+    run = {"local": _run_local, "processes": _run_processes, "ray": _run_ray}[executor]
     for i, part, error in run(fn, shards, ctx, address, workers, gpu, max_retries, result):
         if error is None:
             if on_part is not None:
@@ -120,13 +121,28 @@ def _run_local(fn, shards, ctx, address, workers, gpu, max_retries, result) -> I
         ctx = [ShardContext(c.index, c.shards, "cuda" if torch.cuda.is_available() else "cpu", c.options)
                for c in ctx]
     with ThreadPoolExecutor(max(1, workers)) as pool:   # parts reach on_part one at a time, in this thread
-        futures = {pool.submit(_call, fn, s, c): c.index for s, c in zip(shards, ctx)}
-        pending = set(futures)
-        while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in sorted(finished, key=futures.get):
-                exc = fut.exception()
-                yield futures[fut], None if exc else fut.result(), _describe(exc) if exc else None
+        yield from _drain(pool, fn, shards, ctx)
+
+
+def _run_processes(fn, shards, ctx, address, workers, gpu, max_retries, result
+                   ) -> Iterator[tuple[int, Any, str | None]]:
+    """Spawned (not forked: the driver may hold threads and locks) processes; a process that dies fails its shard."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max(1, workers), mp_context=mp.get_context("spawn")) as pool:
+        yield from _drain(pool, fn, shards, ctx)
+
+
+def _drain(pool, fn, shards, ctx) -> Iterator[tuple[int, Any, str | None]]:
+    """Submit every shard to pool; yield (index, part or None, error or None) as they finish, in this thread."""
+    futures = {pool.submit(_call, fn, s, c): c.index for s, c in zip(shards, ctx)}
+    pending = set(futures)
+    while pending:
+        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+        for fut in sorted(finished, key=futures.get):
+            exc = fut.exception()
+            yield futures[fut], None if exc else fut.result(), _describe(exc) if exc else None
 
 
 def _describe(exc: BaseException) -> str:

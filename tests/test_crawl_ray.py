@@ -1,5 +1,5 @@
-"""`curate crawl --executor ray` on a real local Ray cluster (2 CPUs, started once for the module) against the local
-executor on the loopback web: the same manifest; a Ray worker SIGKILLed mid-shard loses nothing and the rerun
+"""`curate crawl --executor ray` on a real local Ray cluster (2 CPUs, started once for the module) and
+`--executor processes` (a spawned process pool) against the local executor on the loopback web: the same manifest; a Ray worker SIGKILLed mid-shard loses nothing and the rerun
 fetches no finished item twice (the server's counters)."""
 import os
 import signal
@@ -42,21 +42,24 @@ def _rows(df: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values("item_id").reset_index(drop=True)
 
 
-def test_ray_crawl_gives_the_local_manifest(ray_cluster, web, tmp_path):
+@pytest.mark.parametrize("executor", ["ray", "processes"])
+def test_sharded_crawl_gives_the_local_manifest(executor, web, tmp_path, request):
+    if executor == "ray":
+        request.getfixturevalue("ray_cluster")
     (tmp_path / "local").mkdir()
-    (tmp_path / "ray").mkdir()
+    (tmp_path / executor).mkdir()
     local = crawl(demo_recipe(tmp_path / "local", web.url, workers=4))
     web.reset_stats()
-    res = crawl(demo_recipe(tmp_path / "ray", web.url, workers=4), executor="ray", shard_size=16)
-    assert res.run.executor == "ray" and not res.run.failed and res.run.rows == res.fetched == local.fetched > 40
+    res = crawl(demo_recipe(tmp_path / executor, web.url, workers=4), executor=executor, shard_size=16)
+    assert res.run.executor == executor and not res.run.failed and res.run.rows == res.fetched == local.fetched > 40
     df = mf.read(res.manifest)
     assert not (df["status"] == "planned").any() and {"ok", "failed"} <= set(df["status"])
     pd.testing.assert_frame_equal(_rows(df), _rows(mf.read(local.manifest)))
     ok = df[df["status"] == "ok"]
-    assert all((tmp_path / "ray" / "data" / p).is_file() for p in ok["path"])
+    assert all((tmp_path / executor / "data" / p).is_file() for p in ok["path"])
     time.sleep(0.5)   # the server counts a body after its last write returns; the client may be done first
     before = sum(web.stats()["completed"].values())
-    again = crawl(demo_recipe(tmp_path / "ray", web.url, workers=4), executor="ray")
+    again = crawl(demo_recipe(tmp_path / executor, web.url, workers=4), executor=executor)
     assert again.fetched == 0 and again.run is None
     assert sum(web.stats()["completed"].values()) == before    # (planning asks the APIs again) no media is fetched
     pd.testing.assert_frame_equal(_rows(again.df), _rows(df))

@@ -14,7 +14,8 @@ from curate.cli.executor import executor_options, executor_summary
               "write <manifest>.plan.parquet with the rows known offline.")
 @click.option("--limit", type=int, default=None, help="Fetch at most this many rows in this run.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Download threads, per Ray task with --executor ray (default: the recipe's download.workers).")
+              help="Download threads, per Ray task with --executor ray, shared out over the processes with --executor "
+                   "processes (default: the recipe's download.workers).")
 @click.option("--classes", default=None, help="Comma-separated class names or label ids to crawl (default: all).")
 @click.option("--retry-failed", is_flag=True, help="Also retry permanent failures (404, removed, not_media, ...).")
 @click.option("--manifest", "manifest_path", default=None, help="Override output.manifest.")
@@ -35,6 +36,8 @@ def crawl(recipe: Path, dry_run: bool, limit: int | None, workers: int | None, c
     With --executor ray, shards of rows are fetched on Ray workers (the data root
     and manifest folder must be storage every node shares) and committed here:
       curate crawl recipes/omnisource.yaml --executor ray --address auto
+    With --executor processes, shards go to one process per CPU on this machine
+    (for many small images, where one process is CPU-bound).
     """
     from rich.console import Console
 

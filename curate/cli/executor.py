@@ -16,13 +16,15 @@ def executor_options(command=None, *, workers: bool = True, shard_size: int = 32
         return lambda cmd: executor_options(cmd, workers=workers, shard_size=shard_size)
     options = [
         click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
-                     help="Where shards run: this process (threads) or Ray (pip install 'curate[ray]')."),
+                     help="Where shards run: this process (threads), a pool of processes on this machine, or Ray "
+                          "(pip install 'curate[ray]')."),
         click.option("--address", default=None, metavar="ADDR",
                      help="Ray cluster to use (e.g. auto, ray://head:10001); default: start a local one."),
         click.option("--shard-size", type=click.IntRange(min=1), default=shard_size, show_default=True,
                      help="Manifest rows per shard (the unit that is committed and retried)."),
         click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
-                     help="Threads (local), or CPUs of the local Ray cluster started when --address is not given."),
+                     help="Threads (local), processes (processes), or CPUs of the local Ray cluster started when "
+                          "--address is not given."),
     ]
     for option in reversed(options if workers else options[:-1]):
         command = option(command)
@@ -30,8 +32,8 @@ def executor_options(command=None, *, workers: bool = True, shard_size: int = 32
 
 
 def executor_summary(con: Console, r: ShardResult, what: str) -> None:
-    where = r.executor + (f" ({r.workers} workers, {r.resources} per task)" if r.executor == "ray" else
-                          f" ({r.workers} threads)")
+    unit = {"ray": f"workers, {r.resources} per task", "processes": "processes"}.get(r.executor, "threads")
+    where = f"{r.executor} ({r.workers} {unit})"
     con.print(f"{what}: {r.done}/{r.shards} shards, {r.rows} rows committed in {r.seconds:.1f} s on {where}")
     for i, err in sorted(r.failed.items()):
         con.print(f"[red]shard {i} failed[/]: {err}  (its rows stay pending: rerun to finish)")
