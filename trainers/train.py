@@ -39,6 +39,7 @@ from trainers.transfer import freeze_backbone, init_from_checkpoint, keep_frozen
 
 CONFIG_KEYS = ("model", "data", "schedule")
 DEFAULT_CACHE_BYTES = 512 << 20
+PLOT_EVERY_S = 30.0   # curve.png is redrawn at the end of an epoch at most this often, and after the last one
 
 
 @dataclass
@@ -323,6 +324,7 @@ def _train(cfg: Mapping[str, Any], sources: Sequence[Source], out: Path, val: So
 
     spe = sampler.steps_per_epoch
     running: dict[int, list[float]] = {}
+    plotted = -PLOT_EVERY_S
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=con, disable=not progress,
                   transient=False) as bar:
@@ -378,8 +380,9 @@ def _train(cfg: Mapping[str, Any], sources: Sequence[Source], out: Path, val: So
                 con.log(f"epoch {epoch}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k != "n"))
             checkpoint(last_path, True)
             log.write(event="checkpoint", epoch=epoch, step=0, global_step=epoch * spe)
-            if rank.main:
+            if rank.main and (epoch == s.epochs or time.perf_counter() - plotted > PLOT_EVERY_S):
                 plot_curve(log.entries(), out / "curve.png")
+                plotted = time.perf_counter()
     ddp.barrier(rank)   # every rank returns after rank 0's files are written
     return TrainResult(out, last_path, best_path if best_path.exists() else None, best["metrics"], epoch,
                        time.perf_counter() - t_start, space, skipped,
