@@ -43,7 +43,7 @@ class WorldSpec:
     noise_rate: float = 0.3        # web items whose query/tag names the wrong class (half another class, half clutter)
     near_copies: int = 24          # web items that are re-encoded copies of val/test clips (total)
     routines_per_event: int = 2    # FineGym-style competition videos per event
-    scenes: int = 12               # AVA-style multi-actor videos (total)
+    scenes: int = 24               # AVA-style multi-actor videos (total; 12 left the tiny detector below the class prior)
     broken: int = 6                # broken files in the web corpus (total)
     gone_rate: float = 0.02        # target source videos removed from the web (404)
     opt_out_rate: float = 0.03     # web items served with X-Robots-Tag: noai
