@@ -35,6 +35,12 @@ def test_demo_rejects_a_bad_class_count(tmp_path):
     assert result.exit_code != 0 and "2..17 classes" in result.output
 
 
+def test_demo_rejects_an_unknown_student_before_any_work(tmp_path):
+    result = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path / "d"), "--students", "i3d_r50,i3d"])
+    assert result.exit_code != 0 and "['i3d'] are not bundled" in result.output and "r2plus1d_r34" in result.output
+    assert not (tmp_path / "d").exists()
+
+
 LOOP = ["--classes", "4", "--seeds", "2", "--teacher-epochs", "3", "--student-epochs", "1", "--no-localize",
         "--workers", "2"]
 

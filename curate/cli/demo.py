@@ -41,10 +41,13 @@ from curate.synth.web import WebHandle, serve
 @click.option("--full", is_flag=True,
               help="A bigger world (17 classes, twice the clips) and every recognition family member as a student, "
                    "with longer schedules: meant for a GPU.")
+@click.option("--students", default="", metavar="NAMES",
+              help="More students next to TSN and SlowOnly, comma-separated bundled configs (e.g. "
+                   "i3d_r50,r2plus1d_r34: their temporal-order pair accuracy lands in the tables); --full takes all.")
 @click.option("--device", default=None, help="cpu, cuda, ... (default: cuda when present).")
 def demo(out: Path, num_classes: int, seed: int, workers: int | None, seeds: int, teacher_epochs: int | None,
          student_epochs: int | None, localize: bool, with_efficiency: bool, world_only: bool, full: bool,
-         device: str | None) -> None:
+         students: str, device: str | None) -> None:
     """Run the OmniSource loop on the embedded demo world and write OUT/report.html.
 
     \b
@@ -60,6 +63,7 @@ def demo(out: Path, num_classes: int, seed: int, workers: int | None, seeds: int
     """
     con = Console()
     t0 = time.perf_counter()
+    spec = _spec(full, seeds, teacher_epochs, student_epochs, workers, device, students)   # bad options fail first
     size = {"num_classes": 17, "train_per_class": 16, "val_per_class": 32, "test_per_class": 48} if full else {}
     try:
         world = _generate(out / "world", size.pop("num_classes", num_classes), seed, workers, con, **size)
@@ -73,7 +77,6 @@ def demo(out: Path, num_classes: int, seed: int, workers: int | None, seeds: int
         _summary(con, world, found, target, manifest, time.perf_counter() - t0)
         if world_only:
             return
-        spec = _spec(full, seeds, teacher_epochs, student_epochs, workers, device)
         result = _run(con, world, web.url, out, spec, with_efficiency)
     locdet = _locdet(con, world, out / "locdet") if localize else None
     from curate.demo_report import gym_export, print_tables, report
@@ -86,12 +89,19 @@ def demo(out: Path, num_classes: int, seed: int, workers: int | None, seeds: int
 
 
 def _spec(full: bool, seeds: int, teacher_epochs: int | None, student_epochs: int | None, workers: int | None,
-          device: str | None):
+          device: str | None, students: str = ""):
     from curate.loop import LoopSpec, family
 
     if seeds < 1:
         raise click.BadParameter("give at least one seed", param_hint="--seeds")
     knobs = {"seeds": tuple(range(seeds)), "device": device}
+    extra = [m.strip() for m in students.split(",") if m.strip()]
+    unknown = sorted(set(extra) - set(family()))
+    if unknown:
+        raise click.BadParameter(f"{unknown} are not bundled recognition configs; choose from {list(family())}",
+                                 param_hint="--students")
+    if extra:
+        knobs["models"] = tuple(dict.fromkeys([*LoopSpec().models, *extra]))
     if full:
         knobs.update(models=family(), teacher_epochs=300, student_epochs=100, efficiency_epochs=100)
     if teacher_epochs is not None:
