@@ -42,6 +42,19 @@ class KeepRules:
     def enabled(self) -> list[str]:
         return [r for r in RULES if getattr(self, r) not in (None, False)]
 
+    def describe(self) -> str:
+        """The enabled rules with their values, e.g. 'p >= 0.3, label in the teacher's top 2'."""
+        said = []
+        if self.threshold is not None:
+            said.append(f"p >= {self.threshold:g}")
+        if self.top_k is not None:
+            said.append(f"best {self.top_k} per class")
+        if self.top_frac is not None:
+            said.append(f"best {self.top_frac:.0%} per class")
+        if self.match:
+            said.append("teacher top-1 = label" if self.match_k == 1 else f"label in the teacher's top {self.match_k}")
+        return ", ".join(said) or "no rule"
+
 
 def candidates(df: pd.DataFrame) -> pd.Series:
     """Rows the rules judge: status ok with a teacher score."""

@@ -74,6 +74,9 @@ def test_keep_rules_on_hand_made_scores():
     assert kept(out) == [0.3, 0.3, 0.5, 0.5, 0.8, 0.8, 0.9, 0.9]
     assert out.loc[df["teacher_score"].astype(float).round(3) == 0.1, "error"].str.contains("nor has it in its top 2").all()
     assert apply_rules(df, KeepRules(match=True, match_k=3))[1] == {"match": 0}
+    assert KeepRules(threshold=0.25, top_frac=0.5, match_k=2).describe() == \
+        "p >= 0.25, best 50% per class, label in the teacher's top 2"
+    assert KeepRules(match=False).describe() == "no rule"
     with pytest.raises(ValueError, match="match_k"):
         KeepRules(match_k=6)
 

@@ -147,7 +147,7 @@ def _summary(con: Console, r, rules, dry_run: bool) -> None:
                   + ", ".join(f"{k} {v}" for k, v in r.cheap.rejected.items() if v) + "; seconds per kept item "
                   + ", ".join(f"{k} {v:.4f}" for k, v in cost.items()))
     if dry_run and r.dry_run is not None:
-        t = Table(title=f"rows each rule would keep ({', '.join(rules.enabled()) or 'no rule'})", title_justify="left",
+        t = Table(title=f"rows each rule would keep ({rules.describe()})", title_justify="left",
                   show_edge=False)
         for c in r.dry_run.columns:
             t.add_column(str(c), justify="left" if c == "class" else "right")
@@ -155,7 +155,8 @@ def _summary(con: Console, r, rules, dry_run: bool) -> None:
             t.add_row(*map(str, row))
         con.print(t)
         return
-    con.print("rules removed: " + (", ".join(f"{k} {v}" for k, v in r.removed.items()) or "nothing"))
+    con.print("rules removed: " + (", ".join(f"{k} {v}" for k, v in r.removed.items()) or "nothing")
+              + f" (keep: {rules.describe()})")
     if r.clips:
         con.print(f"untrimmed: {r.clips['videos']} videos, {r.clips['windows_kept']}/{r.clips['windows']} windows "
                   f"kept, {r.clips['clips']} clips cut")
