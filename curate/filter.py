@@ -1,7 +1,7 @@
 """Keep rules over teacher scores (OmniSource §4) and clips cut from untrimmed videos (OmniSource §5.2).
 
 A scored row is kept when every enabled rule keeps it: probability of its own label >= threshold, among the
-top-k of its class, among the top fraction of its class, teacher top-1 == its label. Dropped rows stay in the
+top-k of its class, among the top fraction of its class, its label among the teacher's top match_k (1: top-1). Dropped rows stay in the
 manifest with `status=rejected` and `error=teacher_mismatch` (the prediction named another class) or
 `teacher_low` (any other rule). Untrimmed videos are scored window by window instead; windows the teacher
 believes (threshold and match rules) are merged when adjacent and cut with ffmpeg into new clip rows.
@@ -9,7 +9,7 @@ believes (threshold and match rules) are merged when adjacent and cut with ffmpe
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -75,9 +75,7 @@ def rule_masks(df: pd.DataFrame, rules: KeepRules) -> dict[str, pd.Series]:
             out["top_k"] = rank < rules.top_k
         if rules.top_frac is not None:
             out["top_frac"] = rank < np.ceil(size * rules.top_frac - 1e-9)
-    if rules.match and rules.match_k == 1:
-        out["match"] = cand["teacher_pred"].astype("Int64") == cand["label_id"].astype("Int64")
-    elif rules.match:
+    if rules.match:   # teacher_top5[0] is teacher_pred (curate.teacher.apply_scores)
         out["match"] = pd.Series([int(y) in list(top)[:rules.match_k]
                                   for y, top in zip(cand["label_id"], cand["teacher_top5"])], index=cand.index, dtype=bool)
     return {k: v.fillna(False).astype(bool) for k, v in out.items()}
@@ -169,8 +167,7 @@ def cut_clips(df: pd.DataFrame, root: str | Path, teacher: Teacher, rules: KeepR
     scored, _ = score_manifest(windows, root, {"video": teacher}, batch_size=batch_size, workers=workers,
                                progress=progress)
     stats["windows"] = len(scored)
-    window_rules = KeepRules(threshold=rules.threshold, match=rules.match, match_k=rules.match_k)
-    masks = rule_masks(scored, window_rules)
+    masks = rule_masks(scored, replace(rules, top_k=None, top_frac=None))   # per-class ranks: not for windows
     kept = pd.concat(masks, axis=1).all(axis=1) if masks else candidates(scored)
     scored = scored.loc[kept.index[kept]]
     stats["windows_kept"] = len(scored)
