@@ -20,7 +20,7 @@ from curate import manifest as mf
 from curate import media
 from curate.sampling import dense_windows
 from curate.cheap import CheapReport, CheapRules, cheap_filter
-from curate.teacher import ScoreReport, Teacher, inspection_only, score_manifest
+from curate.teacher import Ensemble, ScoreReport, Teacher, inspection_only, score_manifest
 
 RULES = ("threshold", "top_k", "top_frac", "match")
 
@@ -151,7 +151,7 @@ def merge_windows(spans: list[tuple[float, float]]) -> list[tuple[float, float, 
     return [(s, e, ks) for s, e, ks in out]
 
 
-def cut_clips(df: pd.DataFrame, root: str | Path, teacher: Teacher, rules: KeepRules, window_s: float,
+def cut_clips(df: pd.DataFrame, root: str | Path, teacher: Teacher | Ensemble, rules: KeepRules, window_s: float,
               stride_s: float | None = None, longer_than_s: float | None = None, batch_size: int = 16,
               workers: int = 0, progress: Callable[[int, int], None] | None = None
               ) -> tuple[pd.DataFrame, dict[str, int]]:
@@ -252,7 +252,7 @@ class FilterResult:
     dry_run: pd.DataFrame | None = None
 
 
-def filter_manifest(df: pd.DataFrame, root: str | Path, teachers: Mapping[str, Teacher], rules: KeepRules,
+def filter_manifest(df: pd.DataFrame, root: str | Path, teachers: Mapping[str, Teacher | Ensemble], rules: KeepRules,
                     cheap: CheapRules | None = CheapRules(), mapping: Mapping[str, str] | None = None,
                     untrimmed_over_s: float | None = None, window_s: float = 10.0, stride_s: float | None = None,
                     batch_size: int = 16, workers: int = 0, embeddings: str | Path | None = None,

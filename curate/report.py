@@ -90,9 +90,9 @@ def filter_table(result: LoopResult) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _short(path: str) -> str:
-    p = Path(path)
-    return f"{p.parent.parent.name}/{p.parent.name}"
+def _short(paths: Sequence[str]) -> str:
+    """Checkpoints named by their run folders (condition/run), ' + ' between ensemble members."""
+    return " + ".join(f"{Path(p).parent.parent.name}/{Path(p).parent.name}" for p in paths)
 
 
 def counts_table(web: pd.DataFrame) -> pd.DataFrame:
@@ -115,8 +115,7 @@ def lineage(result: LoopResult, n: int = 4) -> pd.DataFrame:
     parents = df.set_index("item_id")
     used = {}
     for run in result.runs["run"]:
-        f = Path(run) / "web_items.txt"
-        if f.exists():
+        for f in Path(run).glob("web_*_items.txt"):
             for iid in set(f.read_text().split()) & set(clips["item_id"]):
                 used[iid] = used.get(iid, 0) + 1
     rows = []

@@ -9,9 +9,10 @@ by class name, or through a mapping file (teacher class -> manifest class, by na
 """
 from __future__ import annotations
 
+import hashlib
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,53 @@ def load_teacher(path: str | Path, device: str | torch.device | None = None) -> 
     dev = pick_device(device)
     model, meta = load_checkpoint(path, dev)
     return Teacher(Path(path), model, meta, dev)
+
+
+@dataclass
+class Ensemble:
+    """Teachers of the same classes scoring together: class probabilities combined by geometric mean, embeddings
+    from the first. One member is that teacher alone (same sha, same scores)."""
+
+    members: list[Teacher]
+
+    def __post_init__(self) -> None:
+        if not self.members:
+            raise ValueError("an ensemble needs at least one teacher")
+        for t in self.members[1:]:
+            if t.classes != self.members[0].classes:
+                raise ValueError(f"ensemble members must share their classes: {t.path} has {len(t.classes)} classes "
+                                 f"that differ from those of {self.members[0].path}")
+
+    @property
+    def sha(self) -> str:
+        if len(self.members) == 1:
+            return self.members[0].sha
+        return hashlib.sha256("+".join(sorted(t.sha for t in self.members)).encode()).hexdigest()
+
+    @property
+    def classes(self) -> list[str]:
+        return self.members[0].classes
+
+    def score(self, rows: pd.DataFrame, root: str | Path, batch_size: int = 16, workers: int = 0,
+              progress: Callable[[int], None] | None = None
+              ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray], dict[int, str]]:
+        """forward() of every member over rows, combined; a row any member fails to decode fails."""
+        outs = [forward(t, loader(ScoreDataset(rows, root, t), batch_size, workers), progress if i == 0 else None)
+                for i, t in enumerate(self.members)]
+        failed = {r: e for _, _, bad in outs for r, e in bad.items()}
+        probs = {}
+        for r in outs[0][0]:
+            if r not in failed:
+                logp = np.mean([np.log(np.maximum(o[0][r], 1e-12)) for o in outs], axis=0)
+                p = np.exp(logp - logp.max())
+                probs[r] = p / p.sum()
+        return probs, {r: e for r, e in outs[0][1].items() if r in probs}, failed
+
+
+def as_ensemble(teacher: Teacher | Ensemble | Sequence[Teacher]) -> Ensemble:
+    if isinstance(teacher, Ensemble):
+        return teacher
+    return Ensemble([teacher] if isinstance(teacher, Teacher) else list(teacher))
 
 
 # ----------------------------------------------------------------------------------------------- class matching
@@ -247,20 +295,22 @@ def apply_scores(df: pd.DataFrame, index: list[int], probs: np.ndarray, match: C
         df.iat[pos, cols["teacher_sha"]] = sha
 
 
-def score_manifest(df: pd.DataFrame, root: str | Path, teachers: Mapping[str, Teacher],
+def score_manifest(df: pd.DataFrame, root: str | Path, teachers: Mapping[str, Teacher | Ensemble],
                    mapping: Mapping[str, str] | None = None, batch_size: int = 16, workers: int = 0,
                    chunk: int = 256, embeddings: str | Path | None = None,
                    commit: Callable[[pd.DataFrame], None] | None = None,
                    progress: Callable[[int, int], None] | None = None) -> tuple[pd.DataFrame, ScoreReport]:
-    """Score every usable row with the teacher for its media ('image' / 'video'); commit(df) after each chunk."""
+    """Score every usable row with the teacher (or ensemble) for its media ('image' / 'video'); commit(df) after each
+    chunk."""
     t0 = time.perf_counter()
+    teachers = {kind: as_ensemble(t) for kind, t in teachers.items()}
     df = df.reset_index(drop=True).copy()
     df["teacher_top5"] = df["teacher_top5"].astype(object)
     report = ScoreReport()
     labels = manifest_classes(df)
     ok = scorable(df)
     report.no_teacher = int((ok & ~df["media"].isin(list(teachers))).sum())
-    todo_all: list[tuple[Teacher, ClassMatch, np.ndarray]] = []
+    todo_all: list[tuple[Ensemble, ClassMatch, np.ndarray]] = []
     for kind, teacher in teachers.items():
         match = match_classes(teacher.classes, labels, mapping)
         report.unmatched_labels[kind], report.unmatched_teacher[kind] = list(match.unmatched_labels), list(
@@ -279,9 +329,7 @@ def score_manifest(df: pd.DataFrame, root: str | Path, teachers: Mapping[str, Te
     for kind, (teacher, match, todo) in zip(teachers, todo_all):
         for lo in range(0, len(todo), chunk):
             index = todo[lo:lo + chunk]
-            ds = ScoreDataset(df.iloc[index], root, teacher)
-
-            probs, embs, failed = forward(teacher, loader(ds, batch_size, workers), tick)
+            probs, embs, failed = teacher.score(df.iloc[index], root, batch_size, workers, tick)
             good = sorted(probs)
             if good:
                 apply_scores(df, [int(index[r]) for r in good], np.stack([probs[r] for r in good]), match,
@@ -298,15 +346,18 @@ def score_manifest(df: pd.DataFrame, root: str | Path, teachers: Mapping[str, Te
     return df, report
 
 
-def teachers_from_args(image: str | Path | None, video: str | Path | None, device: str | None = None
-                       ) -> dict[str, Teacher]:
-    """{'image': 2D teacher, 'video': 3D teacher} from checkpoint paths (one checkpoint may serve both)."""
-    out: dict[str, Teacher] = {}
+def teachers_from_args(image: Sequence[str | Path], video: Sequence[str | Path], device: str | None = None
+                       ) -> dict[str, Ensemble]:
+    """{'image': 2D teacher(s), 'video': 3D teacher(s)} from checkpoint paths; several paths make an ensemble, and
+    a checkpoint named for both media is loaded once."""
+    out: dict[str, Ensemble] = {}
     loaded: dict[str, Teacher] = {}
-    for kind, path in (("image", image), ("video", video)):
-        if path:
+    for kind, paths in (("image", image), ("video", video)):
+        members = []
+        for path in paths:
             key = str(Path(path).resolve())
             loaded[key] = loaded.get(key) or load_teacher(path, device)
-            out[kind] = loaded[key]
+            members.append(loaded[key])
+        if members:
+            out[kind] = Ensemble(members)
     return out
-

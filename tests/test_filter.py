@@ -13,7 +13,8 @@ from curate.cheap import CheapRules, cheap_filter
 from curate.cli import cli
 from curate.filter import (KeepRules, apply_rules, cut_clips, dry_run_table, filter_manifest, merge_windows,
                            window_rows)
-from curate.teacher import load_teacher, match_classes, read_embeddings, read_mapping, score_manifest
+from curate.teacher import (Ensemble, load_teacher, match_classes, read_embeddings, read_mapping,
+                            score_manifest)
 
 WEB_KINDS = ("web_image", "feed_image", "feed_video")
 
@@ -112,6 +113,36 @@ def test_scoring_fills_columns_and_resumes(web, teacher, tiny_world, tmp_path):
     np.testing.assert_allclose(again["teacher_score"].astype(float), df["teacher_score"].astype(float), atol=1e-5)
     _, rep3 = score_manifest(again, tiny_world.root, {"image": teacher, "video": teacher})
     assert sum(rep3.scored.values()) == 0 and sum(rep3.reused.values()) == len(scored)
+
+
+def test_an_ensemble_scores_the_geometric_mean_of_its_members(web, teacher, tiny_world, tmp_path):
+    import torch
+
+    from trainers.checkpoint import save_checkpoint
+
+    other = load_teacher(teacher.path, "cpu")     # a second member: the same net with its classifier shuffled
+    with torch.no_grad():
+        for p in other.model.cls_head.parameters():
+            p.copy_(p[torch.randperm(p.shape[0], generator=torch.Generator().manual_seed(0))])
+    save_checkpoint(tmp_path / "other.pt", other.model, other.meta)
+    other = load_teacher(tmp_path / "other.pt", "cpu")
+    rows = web[web["media"] == "image"].head(12).reset_index(drop=True)
+    alone = [Ensemble([t]).score(rows, tiny_world.root)[0] for t in (teacher, other)]
+    both = Ensemble([teacher, other])
+    probs = both.score(rows, tiny_world.root)[0]
+    assert set(probs) == set(range(len(rows)))
+    for r, p in probs.items():
+        expect = np.sqrt(alone[0][r] * alone[1][r])
+        np.testing.assert_allclose(p, expect / expect.sum(), rtol=1e-4, atol=1e-7)
+    assert not np.allclose(alone[0][0], alone[1][0])
+    assert len({teacher.sha, other.sha, both.sha}) == 3 and Ensemble([teacher]).sha == teacher.sha
+    scored, _ = score_manifest(rows, tiny_world.root, {"image": both})
+    assert (scored["teacher_sha"] == both.sha).all()
+    np.testing.assert_allclose(scored["teacher_score"].astype(float),
+                               [probs[r][int(y)] for r, y in enumerate(rows["label_id"])], rtol=1e-4)
+    other.meta["classes"] = other.meta["classes"][::-1]
+    with pytest.raises(ValueError, match="share their classes"):
+        Ensemble([teacher, other])
 
 
 def test_filter_precision_beats_the_clean_rate(web, teacher, tiny_world):

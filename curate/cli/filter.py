@@ -19,10 +19,12 @@ from trainers.config import ConfigError
 @click.option("--teacher", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Checkpoint scoring every row (images and videos) unless --image-teacher/--video-teacher say "
                    "otherwise.")
-@click.option("--image-teacher", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Checkpoint for image rows (OmniSource: a 2D TSN).")
-@click.option("--video-teacher", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Checkpoint for video rows and windows of untrimmed videos (OmniSource: a 3D SlowOnly).")
+@click.option("--image-teacher", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
+              help="Checkpoint for image rows (OmniSource: a 2D TSN). Repeat it for an ensemble (geometric mean of "
+                   "the members' probabilities; they must share their classes).")
+@click.option("--video-teacher", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
+              help="Checkpoint for video rows and windows of untrimmed videos (OmniSource: a 3D SlowOnly); "
+                   "repeatable like --image-teacher.")
 @click.option("--class-map", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSON/YAML {teacher class name or index: manifest class name or label id}; default: match by name.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
@@ -55,9 +57,9 @@ from trainers.config import ConfigError
                    "what 3D students see (the trainers make these on the fly; this is for looking at them).")
 @click.option("--dry-run", is_flag=True, help="Score and print what each rule would keep per class; nothing is "
                                               "written, rejected or cut.")
-def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: Path | None, video_teacher: Path | None,
-               class_map: Path | None, out: Path | None, data_root: Path | None, threshold: float | None,
-               top_k: int | None, top_frac: float | None, match: bool, match_k: int, cheap: bool, min_side: int,
+def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: tuple[Path, ...],
+               video_teacher: tuple[Path, ...], class_map: Path | None, out: Path | None, data_root: Path | None,
+               threshold: float | None, top_k: int | None, top_frac: float | None, match: bool, match_k: int, cheap: bool, min_side: int,
                min_duration: float, max_duration: float | None, untrimmed_over: float | None, window_s: float,
                stride_s: float | None, batch_size: int, workers: int, device: str | None, plots: Path | None,
                pseudo_mp4: str | None, dry_run: bool) -> None:
@@ -74,6 +76,7 @@ def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: Path | 
     Examples:
       curate filter web.parquet --teacher runs/tsn/best.pt --threshold 0.3
       curate filter web.parquet --image-teacher tsn.pt --video-teacher slowonly.pt --top-frac 0.5 --dry-run
+      curate filter web.parquet --image-teacher tsn.pt --image-teacher slowonly.pt --video-teacher slowonly.pt
     """
     from curate.cheap import CheapRules
     from curate.filter import KeepRules, filter_manifest, plot_extremes, plot_scores
@@ -91,7 +94,8 @@ def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: Path | 
         if out.exists():
             df = mf.upsert(df, mf.read(out))
             con.print(f"resuming from {out}")
-        teachers = teachers_from_args(image_teacher or teacher, video_teacher or teacher, device)
+        both = [teacher] if teacher else []
+        teachers = teachers_from_args(list(image_teacher) or both, list(video_teacher) or both, device)
         rules = KeepRules(threshold, top_k, top_frac, match, match_k)
         cheap_rules = CheapRules(min_side=min_side, min_duration_s=min_duration, max_duration_s=max_duration) \
             if cheap else None
