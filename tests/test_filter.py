@@ -140,6 +140,11 @@ def test_an_ensemble_scores_the_geometric_mean_of_its_members(web, teacher, tiny
     assert (scored["teacher_sha"] == both.sha).all()
     np.testing.assert_allclose(scored["teacher_score"].astype(float),
                                [probs[r][int(y)] for r, y in enumerate(rows["label_id"])], rtol=1e-4)
+    path = mf.write(rows[list(mf.COLUMNS)], tmp_path / "rows.parquet", {"data_root": str(tiny_world.root)})
+    cmd = CliRunner().invoke(cli, ["filter", str(path), "--image-teacher", str(teacher.path), "--image-teacher",
+                                   str(tmp_path / "other.pt"), "--workers", "0", "--no-cheap", "--dry-run"])
+    assert cmd.exit_code == 0, cmd.output
+    assert "would keep" in cmd.output
     other.meta["classes"] = other.meta["classes"][::-1]
     with pytest.raises(ValueError, match="share their classes"):
         Ensemble([teacher, other])
