@@ -115,7 +115,8 @@ def lineage(result: LoopResult, n: int = 4) -> pd.DataFrame:
     parents = df.set_index("item_id")
     used = {}
     for run in result.runs["run"]:
-        for f in Path(run).glob("web_*_items.txt"):
+        f = Path(run) / "web_items.txt"
+        if f.exists():
             for iid in set(f.read_text().split()) & set(clips["item_id"]):
                 used[iid] = used.get(iid, 0) + 1
     rows = []
