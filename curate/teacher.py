@@ -96,6 +96,8 @@ class Ensemble:
         """forward() of every member over rows, combined; a row any member fails to decode fails."""
         outs = [forward(t, loader(ScoreDataset(rows, root, t), batch_size, workers), progress if i == 0 else None)
                 for i, t in enumerate(self.members)]
+        if len(outs) == 1:
+            return outs[0]
         failed = {r: e for _, _, bad in outs for r, e in bad.items()}
         probs = {}
         for r in outs[0][0]:
@@ -104,12 +106,6 @@ class Ensemble:
                 p = np.exp(logp - logp.max())
                 probs[r] = p / p.sum()
         return probs, {r: e for r, e in outs[0][1].items() if r in probs}, failed
-
-
-def as_ensemble(teacher: Teacher | Ensemble | Sequence[Teacher]) -> Ensemble:
-    if isinstance(teacher, Ensemble):
-        return teacher
-    return Ensemble([teacher] if isinstance(teacher, Teacher) else list(teacher))
 
 
 # ----------------------------------------------------------------------------------------------- class matching
@@ -303,7 +299,7 @@ def score_manifest(df: pd.DataFrame, root: str | Path, teachers: Mapping[str, Te
     """Score every usable row with the teacher (or ensemble) for its media ('image' / 'video'); commit(df) after each
     chunk."""
     t0 = time.perf_counter()
-    teachers = {kind: as_ensemble(t) for kind, t in teachers.items()}
+    teachers = {kind: t if isinstance(t, Ensemble) else Ensemble([t]) for kind, t in teachers.items()}
     df = df.reset_index(drop=True).copy()
     df["teacher_top5"] = df["teacher_top5"].astype(object)
     report = ScoreReport()

@@ -59,7 +59,7 @@ def demo(out: Path, num_classes: int, seed: int, workers: int | None, seeds: int
     6. students with and without the (un)filtered web data, over --seeds seeds; test top-1 (Table 1)
     7. the best students become the teachers of round 2: re-filter, train students again
     8. efficiency curves, BMN + detector, the world's hierarchy in FineGym format, report.html
-    A rerun reuses every finished step. About 11 minutes on 2 cores with the defaults (measured 636 s).
+    A rerun reuses every finished step. About 11 minutes on 2 cores with the defaults (measured 648 s).
     """
     con = Console()
     t0 = time.perf_counter()
