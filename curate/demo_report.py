@@ -116,7 +116,7 @@ def report(path: Path, result: LoopResult, world: World, out: Path, locdet: Mapp
         ("Teachers", [rp._table(teacher_table(result), "teachers")]),
         ("Filtering against the world's truth", [
             rp._table(rp.filter_table(result), "filter"), rp._img(figs["pr"], "precision / recall"),
-            "<div class='grid'>" + "".join(rp._img(p, f"round {i}: {p.stem}") for i in (1, 2)
+            "<div class='grid'>" + "".join(rp._img(p, f"round {i}: {p.stem}") for i in range(1, len(result.rounds) + 1)
                                            for p in figs.get(f"scores{i}", [])) + "</div>",
             rp._img(figs["extremes"], "round 1: highest and lowest teacher scores per class")]),
         ("Table 1: without vs with web data (test top-1, mean ± std over seeds)", [

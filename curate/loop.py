@@ -36,6 +36,7 @@ class LoopSpec:
 
     models: tuple[str, ...] = ("tsn_r50", "slowonly_r50")   # students; the first two are the image / video teachers
     seeds: tuple[int, ...] = (0, 1, 2)
+    rounds: int = 2                  # filter rounds; round k's teachers are the best students of round k - 1
     tiny: bool = True
     size: int = 48                   # crop side (32: SlowOnly teacher 0.60 test top-1, 48: 0.75, 64: 0.82)
     scale: int = 60                  # frames resized to this before a random (train) or centre (test) crop
@@ -260,9 +261,9 @@ def run_loop(world: World, web_url: str, out: Path, spec: LoopSpec = LoopSpec(),
     right = None
     rounds: list[dict[str, Any]] = []
     runs = pd.DataFrame()
-    for rnd in (1, 2):
+    for rnd in range(1, spec.rounds + 1):
         stage(f"filter round {rnd}")
-        ckpts = first if rnd == 1 else best_runs(runs, filtered(1))
+        ckpts = first if rnd == 1 else best_runs(runs, filtered(rnd - 1))
         r = filter_round(deduped, web_root, out / "manifests" / f"web_round{rnd}.parquet",
                          {"image": [ckpts[m] for m in spec.models[:2]], "video": [ckpts[spec.models[1]]]}, spec)
         right = right_label(r["manifest"], world)
@@ -275,7 +276,7 @@ def run_loop(world: World, web_url: str, out: Path, spec: LoopSpec = LoopSpec(),
         lap(f"filter round {rnd}")
         stage(f"students round {rnd}")
         corpora = ({TARGET_ONLY: None, UNFILTERED: usable_web(deduped), filtered(1): usable_web(r["manifest"])}
-                   if rnd == 1 else {filtered(2): usable_web(r["manifest"])})
+                   if rnd == 1 else {filtered(rnd): usable_web(r["manifest"])})
         jobs = jobs_for(world, web_root, out / "students", spec, corpora, spec.models, spec.seeds, spec.student_epochs)
         runs = pd.concat([runs, run_table(jobs, spec.workers, said)], ignore_index=True)
         lap(f"students round {rnd}")
@@ -290,8 +291,8 @@ def run_loop(world: World, web_url: str, out: Path, spec: LoopSpec = LoopSpec(),
                     for name, m in (("images", "image"), ("videos", "video"))}
         eff = efficiency_curves(world.target_manifest, by_media, out / "efficiency", model=spec.efficiency_model,
                                 tiny=spec.tiny, fractions=spec.fractions, epochs=spec.efficiency_epochs,
-                                batch_size=spec.batch_size, lr=spec.lr, size=spec.size, data={"scale": spec.scale}, device=spec.device,
-                                workers=spec.workers)
+                                batch_size=spec.batch_size, lr=spec.lr, size=spec.size, data={"scale": spec.scale},
+                                device=spec.device, workers=spec.workers)
         lap("efficiency")
     return LoopResult(web, deduped, rounds, teachers, runs, dedup, eff, clock)
 
@@ -308,10 +309,10 @@ def filter_round(deduped: pd.DataFrame, web_root: Path, path: Path, ckpts: Mappi
     from curate.teacher import teachers_from_args
 
     teachers = teachers_from_args(ckpts.get("image", []), ckpts.get("video", []), spec.device)
-    key = hashlib.sha256(json.dumps({"teachers": {m: t.sha for m, t in teachers.items()},
-                                     "rules": dataclasses.asdict(spec.keep), "untrimmed": spec.untrimmed_over_s,
-                                     "window": spec.window_s, "rows": sorted(deduped["item_id"]),
-                                     "ok": int((deduped["status"] == "ok").sum())}, sort_keys=True).encode()).hexdigest()
+    inputs = {"teachers": {m: t.sha for m, t in teachers.items()}, "rules": dataclasses.asdict(spec.keep),
+            "untrimmed": spec.untrimmed_over_s, "window": spec.window_s, "rows": sorted(deduped["item_id"]),
+            "ok": int((deduped["status"] == "ok").sum())}
+    key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
     out = {"teachers": dict(ckpts), "path": path}
     if path.exists() and mf.read_metadata(path).get("filter_key") == key:
         stats = json.loads(mf.read_metadata(path)["filter_stats"])

@@ -24,8 +24,16 @@ def mean_std(values: pd.Series) -> str:
     return f"{v.mean():.3f} ± {sd:.3f} ({len(v)})"
 
 
+def rounds_in(runs: pd.DataFrame) -> int:
+    """How many filter rounds trained students (filtered(1), filtered(2), ... present without a gap)."""
+    have, n = set(runs["condition"]), 0
+    while filtered(n + 1) in have:
+        n += 1
+    return n
+
+
 def conditions(runs: pd.DataFrame) -> list[str]:
-    order = [TARGET_ONLY, UNFILTERED, filtered(1), filtered(2)]
+    order = [TARGET_ONLY, UNFILTERED, *(filtered(k) for k in range(1, rounds_in(runs) + 1))]
     return [c for c in order if c in set(runs["condition"])]
 
 
@@ -50,7 +58,8 @@ def verdicts(runs: pd.DataFrame) -> list[str]:
         m = g.groupby("condition")["top1"].agg(["mean", "std"])
         checks = [(filtered(1), TARGET_ONLY, "web data + teacher filtering improve on the target alone"),
                   (filtered(1), UNFILTERED, "filtering beats unfiltered web data"),
-                  (filtered(2), filtered(1), "the second round (best student as teacher) helps")]
+                  *((filtered(k), filtered(k - 1), f"round {k} (best students of round {k - 1} as teachers) helps")
+                    for k in range(2, rounds_in(runs) + 1))]
         for a, b, what in checks:
             if a in m.index and b in m.index:
                 d = m.at[a, "mean"] - m.at[b, "mean"]

@@ -41,6 +41,25 @@ def test_demo_rejects_an_unknown_student_before_any_work(tmp_path):
     assert not (tmp_path / "d").exists()
 
 
+def test_table_one_and_verdicts_cover_every_filter_round():
+    import pandas as pd
+
+    from curate.loop import TARGET_ONLY, UNFILTERED, filtered
+    from curate.report import rounds_in, table_one, verdicts
+
+    top1 = {TARGET_ONLY: 0.40, UNFILTERED: 0.45, filtered(1): 0.50, filtered(2): 0.49, filtered(3): 0.60}
+    runs = pd.DataFrame([{"model": "tsn_r50", "condition": c, "seed": s, "top1": v + 0.01 * s}
+                         for c, v in top1.items() for s in (0, 1)])
+    assert rounds_in(runs) == 3 and rounds_in(runs[runs["condition"] != filtered(2)]) == 1
+    t = table_one(runs)
+    assert list(t.columns[1:6]) == list(top1) and t.at[0, filtered(3)].startswith("0.605 ± 0.007 (2)")
+    said = verdicts(runs)
+    assert "tsn_r50: round 2 (best students of round 1 as teachers) helps? no (-0.010" in said[2]
+    assert "tsn_r50: round 3 (best students of round 2 as teachers) helps? yes (+0.110" in said[3]
+    result = CliRunner().invoke(cli, ["demo", "--rounds", "0"])
+    assert result.exit_code != 0 and "--rounds" in result.output
+
+
 LOOP = ["--classes", "4", "--seeds", "2", "--teacher-epochs", "3", "--student-epochs", "1", "--no-localize",
         "--workers", "2"]
 
