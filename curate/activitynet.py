@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from curate.files import write_text
 
 SUBSETS = ("training", "validation", "testing")
 VERSION = "curate-activitynet/1"
@@ -92,13 +92,7 @@ def to_json(db: dict[str, Video]) -> dict[str, Any]:
 
 def write_activitynet(path: str | Path, db: dict[str, Video]) -> Path:
     """Write atomically (temp file in the same folder, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(to_json(db), fh, indent=1)
-    os.replace(tmp, path)
-    return path
+    return write_text(path, json.dumps(to_json(db), indent=1))
 
 
 def subset_of(key: str, val_fraction: float, seed: int = 0) -> str:

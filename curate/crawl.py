@@ -25,6 +25,7 @@ from curate import manifest as mf
 from curate.download import CrawlContext, crawl_row, crawl_rows
 from curate.executor import EXECUTORS, ExecutorError, ShardContext, ShardResult, run_shards
 from curate.fetch import Http, is_transient
+from curate.files import write_text
 from curate.recipe import Recipe, RecipeError
 from curate.sources import PlanContext, plan
 
@@ -275,6 +276,4 @@ def crawl_stats(df: pd.DataFrame, todo: pd.DataFrame, seconds: float, pctx: Plan
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, json.dumps(data, indent=2, default=str) + "\n")

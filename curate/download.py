@@ -22,6 +22,7 @@ import pandas as pd
 from curate import manifest as mf
 from curate import media
 from curate.fetch import FetchError, Http
+from curate.files import sha256_file
 from curate.media.image import probe_image
 from curate.recipe import DownloadSpec
 
@@ -121,7 +122,7 @@ def crawl_row(row: dict, ctx: CrawlContext) -> dict:
             done, info, sha = _fetch_video(row, ctx) if row.get("media") == "video" else _fetch_image(row, ctx)
         else:
             ctx.log({"item": iid, "url": row.get("url"), "code": "adopted", "s": 0, "bytes": done.stat().st_size})
-            info, sha = media.probe(done), _sha256(done)
+            info, sha = media.probe(done), sha256_file(done)
         row.update(info.as_row(), path=done.relative_to(root).as_posix(), sha256=sha, status="ok",
                    error=None, fetched_at=pd.Timestamp(dt.datetime.now(dt.timezone.utc)))
     except FetchError as exc:
@@ -132,16 +133,6 @@ def crawl_row(row: dict, ctx: CrawlContext) -> dict:
         row.update(status="failed", error=f"crawler_error: {type(exc).__name__}: {exc}"[:500], path=None)
         ctx.log({"item": iid, "url": row.get("url"), "code": "crawler_error", "message": repr(exc)[:300]})
     return row
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _place(tmp: Path, ctx: CrawlContext, source: str, iid: str, kind: str, info: media.Probe | None = None
@@ -281,7 +272,7 @@ def _ytdlp_once(ydl, row: dict, ctx: CrawlContext, span: tuple[float, float] | N
         raise FetchError("not_media", f"got {kind} where a video should be")
     if span is not None:
         got = _exact_span(got, span, spec)
-    sha = _sha256(got)
+    sha = sha256_file(got)
     return (*_place(got, ctx, row["source"], row["item_id"], media.sniff(got)), sha)
 
 

@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from curate import manifest as mf
+from curate.files import atomic_path
 from curate.runs import RunJob, run_jobs
 from trainers.config import ConfigError
 from trainers.data import LabelSpace, find_data_root, usable_rows
@@ -159,9 +160,8 @@ def efficiency_curves(target: str | Path | pd.DataFrame, sources: Mapping[str, s
                 "seconds": row["seconds"], "run": str(run_dir.relative_to(out))}
                for (name, f, run_dir, _, cost), row in zip(plan, results)]
     table = pd.DataFrame.from_records(records, columns=list(SCHEMA))
-    tmp = out / ".efficiency.parquet.tmp"
-    table.to_parquet(tmp, index=False)
-    os.replace(tmp, out / "efficiency.parquet")
+    with atomic_path(out / "efficiency.parquet") as tmp:
+        table.to_parquet(tmp, index=False)
     plot_efficiency(table, out / "efficiency.png")
     return table
 

@@ -11,8 +11,6 @@ videos already in the index.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import pandas as pd
 import torch
 
 from curate import manifest as mf
+from curate.files import atomic_path
 from curate.sampling import dense_windows
 
 INDEX = "index.parquet"
@@ -77,10 +76,8 @@ def load_features(out: str | Path) -> dict[str, np.ndarray]:
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "wb") as fh:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.save(fh, arr)
-    os.replace(tmp, path)
 
 
 def extract_features(checkpoint: str | Path, manifest: str | Path | pd.DataFrame, out: str | Path, *,
@@ -131,8 +128,6 @@ def extract_features(checkpoint: str | Path, manifest: str | Path | pd.DataFrame
         _save_npy(out / new[k]["shard"], np.stack(feats[k:k + shard_size]))
     index = pd.concat([index, pd.DataFrame(new)], ignore_index=True) if new else index
     if new:
-        fd, tmp = tempfile.mkstemp(prefix=".index.", dir=out)
-        os.close(fd)
-        index.to_parquet(tmp, index=False)
-        os.replace(tmp, out / INDEX)
+        with atomic_path(out / INDEX) as tmp:
+            index.to_parquet(tmp, index=False)
     return index

@@ -18,8 +18,9 @@ import pandas as pd
 
 from curate import manifest as mf
 from curate import media
-from curate.sampling import dense_windows
 from curate.cheap import CheapReport, CheapRules, cheap_filter
+from curate.files import sha256_file
+from curate.sampling import dense_windows
 from curate.teacher import Ensemble, ScoreReport, Teacher, inspection_only, score_manifest
 
 RULES = ("threshold", "top_k", "top_frac", "match")
@@ -196,20 +197,10 @@ def _cut(root: Path, parent: Mapping, s: float, e: float, windows: pd.DataFrame)
                teacher_sha=best["teacher_sha"])
     try:
         out = media.trim(root / parent["path"], root / rel, s, e, exact=True)
-        row.update(media.probe(out).as_row(), status="ok", sha256=_sha256(out))
+        row.update(media.probe(out).as_row(), status="ok", sha256=sha256_file(out))
     except media.MediaError as exc:
         row.update(status="failed", error=f"{exc.code}: {exc}", path=None)
     return row
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 

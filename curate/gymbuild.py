@@ -9,15 +9,9 @@ import pandas as pd
 
 from curate import finegym as fg
 from curate import manifest as mf
+from curate.files import write_text
 
 ANNOTATION = "annotation.json"
-
-
-def _atomic_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
 
 
 def annotation_dict(events: pd.DataFrame, elements: pd.DataFrame) -> dict:
@@ -39,18 +33,18 @@ def annotation_dict(events: pd.DataFrame, elements: pd.DataFrame) -> dict:
 
 def write_categories(cats: fg.Categories, out: Path) -> list[Path]:
     """event/set lists, the full element list (Glabel lines) and one Clabel file per subset, FineGym's layout."""
-    paths = [_atomic_text(out / f"{kind}_categories.txt",
+    paths = [write_text(out / f"{kind}_categories.txt",
                           "".join(f"{kind}: {i}; {n}\n" for i, n in sorted(table.items())))
              for kind, table in (("event", cats.events), ("set", cats.sets))]
     if cats.full:
-        paths.append(_atomic_text(out / f"{cats.full}_categories.txt", "".join(
+        paths.append(write_text(out / f"{cats.full}_categories.txt", "".join(
             f"Glabel: {g:3d}; set: {s:2d}; ({ev}) {n}\n" for g, (n, s, ev) in sorted(cats.elements.items()))))
     for name, table in sorted(cats.subsets.items()):
         lines = []
         for c, g in sorted(table.items()):
             n, s, ev = cats.elements[g]
             lines.append(f"Clabel: {c:3d}; set: {s:2d}; Glabel: {g:3d}; ({ev}) {n}\n")
-        paths.append(_atomic_text(out / f"{name}_categories.txt", "".join(lines)))
+        paths.append(write_text(out / f"{name}_categories.txt", "".join(lines)))
     return paths
 
 
@@ -58,13 +52,13 @@ def write_files(events: pd.DataFrame, elements: pd.DataFrame, cats: fg.Categorie
     """The annotation JSON, category files and `<subset>_<split>_element.txt` split files under out."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [_atomic_text(out / ANNOTATION, json.dumps(annotation_dict(events, elements)))]
+    paths = [write_text(out / ANNOTATION, json.dumps(annotation_dict(events, elements)))]
     paths += write_categories(cats, out)
     for col in sorted(c for c in elements.columns if c.endswith("_split")):
         subset = col[: -len("_split")]
         rows = elements[elements[col].notna() & elements[f"{subset}_label"].notna()]
         for split, grp in rows.groupby(col, sort=True):
-            paths.append(_atomic_text(out / f"{subset}_{split}_element.txt", "".join(
+            paths.append(write_text(out / f"{subset}_{split}_element.txt", "".join(
                 f"{c} {int(lab)}\n" for c, lab in zip(grp["clip_id"], grp[f"{subset}_label"]))))
     return paths
 
@@ -79,7 +73,7 @@ def mmaction_lists(elements: pd.DataFrame, out: str | Path, only_on_disk: bool =
         subset = col[: -len("_split")]
         rows = keep[keep[col].notna() & keep[f"{subset}_label"].notna()]
         for split, grp in rows.groupby(col, sort=True):
-            paths.append(_atomic_text(out / f"{subset}_{split}.txt", "".join(
+            paths.append(write_text(out / f"{subset}_{split}.txt", "".join(
                 f"{c}.mp4 {int(lab)}\n" for c, lab in zip(grp["clip_id"], grp[f"{subset}_label"]))))
     return paths
 

@@ -6,7 +6,6 @@ Clips follow MMAction2's FineGym layout under the data root: `gym/events/<video>
 """
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pandas as pd
 from curate import finegym as fg
 from curate import manifest as mf
 from curate import media
+from curate.files import sha256_file
 
 EVENT_DIR, ELEMENT_DIR = "gym/events", "gym/subactions"
 PROBE_COLUMNS = ("width", "height", "fps", "frames", "duration_s", "codec", "bytes")
@@ -50,19 +50,11 @@ def video_finder(videos: str | Path | None = None, sources: pd.DataFrame | None 
     return find
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _done(root: Path, rel: str) -> dict:
     """Manifest columns of a clip on disk (probe + hash); raises MediaError for an unusable file."""
     p = media.probe(root / rel)
     row = {k: v for k, v in p.as_row().items() if k in PROBE_COLUMNS}
-    return {**row, "path": rel, "status": "ok", "error": None, "sha256": _sha256(root / rel)}
+    return {**row, "path": rel, "status": "ok", "error": None, "sha256": sha256_file(root / rel)}
 
 
 def trim_rows(df: pd.DataFrame, root: str | Path, folder: str,

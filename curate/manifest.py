@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from curate.files import atomic_path
 
 SCHEMA_VERSION = "1"
 
@@ -264,17 +265,8 @@ def write(df: pd.DataFrame, path: str | os.PathLike, metadata: Mapping[str, str]
     meta = {b"curate_schema": SCHEMA_VERSION.encode()}
     meta.update({k.encode(): v.encode() for k, v in (metadata or {}).items()})
     table = table.replace_schema_metadata(meta)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            pq.write_table(table, fh, compression="zstd")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, durable=True) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
     return path
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from curate.files import write_text
 from curate.loop import TARGET_ONLY, UNFILTERED, LoopResult, filtered, judged_rows, pair_accuracy
 
 
@@ -226,10 +227,7 @@ def write_report(path: Path, title: str, summary: Mapping[str, Any],
     body = "\n".join(_section(t, *parts) for t, parts in sections)
     text = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1><ul>{items}</ul>{body}</body></html>")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_text(path, text)
 
 
 def verdict_list(lines: Sequence[str]) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
-import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any
 
 from rich.console import Console
 
+from curate.files import write_text
 from trainers.config import ConfigError
 from trainers.evaluate import evaluate_checkpoint
 from trainers.sources import Source
@@ -49,9 +49,7 @@ def run_key(cfg: Mapping[str, Any], sources: Sequence[Source]) -> str:
 
 def write_json(path: Path, obj: Mapping[str, Any]) -> None:
     """Atomic JSON write (temporary file, then rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str))
-    os.replace(tmp, path)
+    write_text(path, json.dumps(obj, indent=1, default=str))
 
 
 def train_and_test(job: RunJob, console: Console | None = None, progress: bool = False) -> tuple[dict[str, Any], bool]:

@@ -25,6 +25,7 @@ import torch
 import yaml
 
 from curate import media
+from curate.files import atomic_path
 
 TOP_K = 5
 
@@ -245,10 +246,8 @@ def write_embeddings(path: str | Path, teacher_sha: str, new: Mapping[str, np.nd
     rows.update({(i, teacher_sha): np.asarray(v, np.float32).tolist() for i, v in new.items()})
     table = pa.table({"item_id": [k[0] for k in rows], "teacher_sha": [k[1] for k in rows],
                       "embedding": list(rows.values())}, schema=EMB_SCHEMA)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
 
 
 # ----------------------------------------------------------------------------------------------- scoring a manifest

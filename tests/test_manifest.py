@@ -115,6 +115,25 @@ def test_write_is_atomic_when_it_fails_midway(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["m.parquet"]  # no temp files left behind
 
 
+def test_atomic_path_keeps_the_old_file_until_the_new_one_is_whole(tmp_path):
+    import hashlib
+
+    from curate.files import atomic_path, sha256_file, write_text
+
+    path = write_text(tmp_path / "deep" / "x.json", "old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(path) as tmp:
+            tmp.write_text("half")
+            assert tmp.parent == path.parent and tmp.suffix == ".json" and tmp.name.startswith(".x.json.")
+            raise RuntimeError("killed mid-write")
+    assert path.read_text() == "old" and os.listdir(path.parent) == ["x.json"]
+    blob = os.urandom(3 << 20)  # more than one 1 MiB block
+    with atomic_path(path, durable=True) as tmp:
+        tmp.write_bytes(blob)
+    assert path.read_bytes() == blob and os.listdir(path.parent) == ["x.json"]
+    assert sha256_file(path) == hashlib.sha256(blob).hexdigest()
+
+
 def test_invalid_manifest_is_never_written(tmp_path):
     df = mf.from_records(rows(1, status="failed"))
     with pytest.raises(mf.ManifestError):

@@ -16,8 +16,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from curate.files import atomic_path
 from trainers.config import build_model
 
 FORMAT = "curate-checkpoint/1"
@@ -60,18 +59,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: Mapping[str, Any],
     meta["model"] = _strip_pretrained(meta["model"])
     meta["sha256"] = weights_hash(state, meta["model"])
     payload = {"format": FORMAT, "meta": meta, "state_dict": state, "train": train_state}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, durable=True) as tmp:
+        torch.save(payload, tmp)
     return meta["sha256"]
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import uuid
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
+from curate.files import atomic_path
 from curate.media.checks import MediaError, check_file
 
 TRIM_TIMEOUT_S = 600.0  # an ffmpeg cut running longer than this is killed (trim_failed)
@@ -25,11 +25,6 @@ def ffmpeg_exe() -> str:
     except ImportError as exc:  # pragma: no cover - imageio-ffmpeg is a dependency
         raise MediaError("encode_failed", "no ffmpeg on PATH and imageio-ffmpeg is not installed") from exc
     return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-def _temp_beside(path: Path) -> Path:
-    """A unique temporary name in the destination folder (so the final rename is atomic)."""
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}.mp4")
 
 
 def trim(src: str | os.PathLike, dst: str | os.PathLike, start_s: float, end_s: float, exact: bool = True,
@@ -48,18 +43,19 @@ def trim(src: str | os.PathLike, dst: str | os.PathLike, start_s: float, end_s: 
     if not 0 <= start_s < end_s:
         raise MediaError("trim_failed", f"bad segment [{start_s}, {end_s})", src)
     dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_beside(dst)
     inp = ffmpeg.input(str(src), ss=f"{start_s:.6f}")
     common = dict(t=f"{end_s - start_s:.6f}", movflags="+faststart", avoid_negative_ts="make_zero", f="mp4")
     if exact:
         codecs = dict(vcodec="libx264", crf=crf, preset="veryfast", pix_fmt="yuv420p", acodec="aac")
     else:
         codecs = dict(c="copy")
-    cmd = (ffmpeg.output(inp, str(tmp), **codecs, **common).overwrite_output()
-           .global_args("-nostdin", "-loglevel", "error").compile(cmd=ffmpeg_exe()))
-    try:
-        run = subprocess.run(cmd, capture_output=True, timeout=TRIM_TIMEOUT_S)
+    with atomic_path(dst) as tmp:
+        cmd = (ffmpeg.output(inp, str(tmp), **codecs, **common).overwrite_output()
+               .global_args("-nostdin", "-loglevel", "error").compile(cmd=ffmpeg_exe()))
+        try:
+            run = subprocess.run(cmd, capture_output=True, timeout=TRIM_TIMEOUT_S)
+        except subprocess.TimeoutExpired as exc:
+            raise MediaError("trim_failed", f"ffmpeg ran past {TRIM_TIMEOUT_S:.0f} s", src) from exc
         if run.returncode != 0:
             tail = run.stderr.decode(errors="replace").strip().splitlines()[-3:]
             raise MediaError("trim_failed", " | ".join(tail) or f"ffmpeg exited with {run.returncode}", src)
@@ -67,11 +63,6 @@ def trim(src: str | os.PathLike, dst: str | os.PathLike, start_s: float, end_s: 
             probe(tmp)
         except MediaError as exc:
             raise MediaError("trim_failed", f"no decodable frames in [{start_s}, {end_s}): {exc.code}", src) from exc
-        os.replace(tmp, dst)
-    except subprocess.TimeoutExpired as exc:
-        raise MediaError("trim_failed", f"ffmpeg ran past {TRIM_TIMEOUT_S:.0f} s", src) from exc
-    finally:
-        tmp.unlink(missing_ok=True)
     return dst
 
 
@@ -92,10 +83,8 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 25.0, 
         frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
         h, w = frames.shape[1:3]
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_beside(path)
     try:
-        with av.open(str(tmp), mode="w") as out:
+        with atomic_path(path) as tmp, av.open(str(tmp), mode="w") as out:
             stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
             stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
             opts = {"crf": str(crf), "preset": preset}
@@ -107,9 +96,6 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 25.0, 
             for frame in frames:
                 out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
             out.mux(stream.encode(None))
-        os.replace(tmp, path)
     except (av.error.FFmpegError, OSError, ValueError) as exc:
         raise MediaError("encode_failed", str(exc), path) from exc
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

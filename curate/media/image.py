@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import io
 import os
-import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from curate.files import atomic_path
 from curate.media.checks import MAX_PIXELS, MediaError, check_file
 
 
@@ -82,12 +82,6 @@ def write_image(path: str | os.PathLike, image: np.ndarray, quality: int = 90) -
     """Write a uint8 RGB (or grey) array as JPEG/PNG/WebP (by extension), atomically."""
     from PIL import Image
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}{path.suffix}")
-    try:
+    with atomic_path(path) as tmp:
         Image.fromarray(np.asarray(image, dtype=np.uint8)).save(tmp, quality=quality)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

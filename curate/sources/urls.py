@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from curate.recipe import RecipeError, SourceSpec
-from curate.sources import PlanContext, candidate, frame, media_of
+from curate.sources import PlanContext, candidate, frame
 
 VIDEO_EXT = (".mp4", ".webm", ".mkv", ".mov", ".avi", ".m4v", ".ts", ".flv")
 

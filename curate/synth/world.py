@@ -13,6 +13,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from curate import manifest as mf
+from curate.files import atomic_path, write_text
 from curate.synth import jobs as J
 from curate.synth.plan import SPLITS, Plan, WorldSpec, make_plan
 
@@ -171,13 +172,13 @@ def _write_tables(root: Path, plan: Plan, results: dict[str, dict]) -> World:
     csv = pd.DataFrame({"label": target["label"], "youtube_id": target["source_id"],
                         "time_start": target["start_s"].round(3), "time_end": target["end_s"].round(3),
                         "split": target["split"]})
-    _atomic_text(root / "target.csv", csv.to_csv(index=False, lineterminator="\n"))
+    write_text(root / "target.csv", csv.to_csv(index=False, lineterminator="\n"))
     names = [e["name"] for e in plan.tree["elements"]]
-    _atomic_text(root / "classes.txt", "".join(f"{n}\n" for n in names))
-    _atomic_text(root / "hierarchy.json", json.dumps(plan.tree, indent=2) + "\n")
+    write_text(root / "classes.txt", "".join(f"{n}\n" for n in names))
+    write_text(root / "hierarchy.json", json.dumps(plan.tree, indent=2) + "\n")
     counts = _counts(target, web_df, actions, events, boxes)
     world = World(root, spec, names, counts)
-    _atomic_text(root / "world.json", json.dumps({"fingerprint": fingerprint(spec), "complete": True,
+    write_text(root / "world.json", json.dumps({"fingerprint": fingerprint(spec), "complete": True,
                                                    "spec": dataclasses.asdict(spec), "classes": names,
                                                    "counts": counts}, indent=2) + "\n")
     return world
@@ -208,18 +209,9 @@ def _write_web_index(root: Path, web: list[dict]) -> None:
                       "width": r["width"], "height": r["height"], "frames": r["frames"], "fps": r["fps"],
                       "duration_s": r["duration_s"], "bytes": r["bytes"], "uploaded": r["uploaded"],
                       "noai": r["noai"], "private": r["private"], "gone": r["gone"]})
-    _atomic_text(root / "web" / "index.json", json.dumps({"items": items}, indent=1) + "\n")
+    write_text(root / "web" / "index.json", json.dumps({"items": items}, indent=1) + "\n")
 
 
 def _write_parquet(df: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.reset_index(drop=True).to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        df.reset_index(drop=True).to_parquet(tmp, index=False)
