@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from curate import manifest as mf
-from curate.files import atomic_path
+from curate.files import atomic_path, save_figure
 from curate.runs import RunJob, run_jobs
 from trainers.config import ConfigError
 from trainers.data import LabelSpace, find_data_root, usable_rows
@@ -221,6 +221,4 @@ def plot_efficiency(table: pd.DataFrame, path: str | os.PathLike) -> Path:
     axes[0].legend(title="source")
     fig.suptitle("data efficiency: accuracy vs web data (dashed: target only)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)

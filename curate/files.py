@@ -44,3 +44,15 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 100, **savefig) -> Path:
+    """Write a matplotlib figure atomically (format from the suffix, folders made) and close it."""
+    import matplotlib.pyplot as plt
+
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, **savefig)
+    finally:
+        plt.close(fig)
+    return Path(path)

@@ -19,7 +19,7 @@ import pandas as pd
 from curate import manifest as mf
 from curate import media
 from curate.cheap import CheapReport, CheapRules, cheap_filter
-from curate.files import sha256_file
+from curate.files import save_figure, sha256_file
 from curate.sampling import dense_windows
 from curate.teacher import Ensemble, ScoreReport, Teacher, inspection_only, score_manifest
 
@@ -226,10 +226,7 @@ def plot_scores(df: pd.DataFrame, out: str | Path) -> list[Path]:
         ax.set_title(f"teacher scores: {source}")
         ax.legend()
         fig.tight_layout()
-        path = out / f"scores_{source}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(save_figure(fig, out / f"scores_{source}.png"))
     return paths
 
 
@@ -307,11 +304,7 @@ def plot_extremes(df: pd.DataFrame, root: str | Path, out: str | Path, n: int = 
                          color="black" if row.status == "ok" else "red")
         axes[r, 0].text(-0.1, 0.5, name, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=7)
     fig.suptitle(f"per class: {n} highest | {n} lowest teacher scores (x: rejected)", fontsize=9)
-    path = Path(out) / "extremes.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, Path(out) / "extremes.png", bbox_inches="tight")
 
 
 def _thumb(path: Path, row, side: int) -> np.ndarray:

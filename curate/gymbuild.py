@@ -54,13 +54,7 @@ def write_files(events: pd.DataFrame, elements: pd.DataFrame, cats: fg.Categorie
     out.mkdir(parents=True, exist_ok=True)
     paths = [write_text(out / ANNOTATION, json.dumps(annotation_dict(events, elements)))]
     paths += write_categories(cats, out)
-    for col in sorted(c for c in elements.columns if c.endswith("_split")):
-        subset = col[: -len("_split")]
-        rows = elements[elements[col].notna() & elements[f"{subset}_label"].notna()]
-        for split, grp in rows.groupby(col, sort=True):
-            paths.append(write_text(out / f"{subset}_{split}_element.txt", "".join(
-                f"{c} {int(lab)}\n" for c, lab in zip(grp["clip_id"], grp[f"{subset}_label"]))))
-    return paths
+    return paths + _split_lists(elements, out, "{subset}_{split}_element.txt", "{clip} {label}\n")
 
 
 def mmaction_lists(elements: pd.DataFrame, out: str | Path, only_on_disk: bool = False) -> list[Path]:
@@ -68,13 +62,18 @@ def mmaction_lists(elements: pd.DataFrame, out: str | Path, only_on_disk: bool =
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     keep = elements[elements["status"] == "ok"] if only_on_disk else elements
+    return _split_lists(keep, out, "{subset}_{split}.txt", "{clip}.mp4 {label}\n")
+
+
+def _split_lists(elements: pd.DataFrame, out: Path, name: str, line: str) -> list[Path]:
+    """A file per subset and split (`name` formatted with subset, split), a `line` (clip, label) per element."""
     paths = []
-    for col in sorted(c for c in keep.columns if c.endswith("_split")):
+    for col in sorted(c for c in elements.columns if c.endswith("_split")):
         subset = col[: -len("_split")]
-        rows = keep[keep[col].notna() & keep[f"{subset}_label"].notna()]
+        rows = elements[elements[col].notna() & elements[f"{subset}_label"].notna()]
         for split, grp in rows.groupby(col, sort=True):
-            paths.append(write_text(out / f"{subset}_{split}.txt", "".join(
-                f"{c}.mp4 {int(lab)}\n" for c, lab in zip(grp["clip_id"], grp[f"{subset}_label"]))))
+            paths.append(write_text(out / name.format(subset=subset, split=split), "".join(
+                line.format(clip=c, label=int(lab)) for c, lab in zip(grp["clip_id"], grp[f"{subset}_label"]))))
     return paths
 
 

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from curate.files import save_figure
+
 LEVELS = ("event", "set", "element")
 
 
@@ -74,8 +76,4 @@ def plot(elements: pd.DataFrame, path: str | Path) -> Path:
     axes[-1].set_title("element duration")
     axes[-1].set_xlabel("seconds")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

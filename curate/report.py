@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from curate.files import write_text
+from curate.files import save_figure, write_text
 from curate.loop import TARGET_ONLY, UNFILTERED, LoopResult, filtered, judged_rows, pair_accuracy
 
 
@@ -158,9 +158,7 @@ def plot_counts(web: pd.DataFrame, path: Path) -> Path:
     ax.set_xlabel("rows")
     ax.set_title("crawled rows per source and status")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_precision_recall(result: LoopResult, path: Path) -> Path:
@@ -185,9 +183,7 @@ def plot_precision_recall(result: LoopResult, path: Path) -> Path:
     ax.legend(fontsize=8)
     ax.set_title("filter quality against the world's truth")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 # ------------------------------------------------------------------------------------------------ HTML

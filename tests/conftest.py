@@ -1,5 +1,13 @@
 """Shared fixtures."""
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
 import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+WEB_KINDS = ("web_image", "feed_image", "feed_video")
 
 # A 4-class world small enough to generate in a couple of seconds; every size is a WorldSpec field.
 TINY_WORLD = dict(num_classes=4, seed=0, train_per_class=3, val_per_class=4, test_per_class=4,
@@ -13,6 +21,30 @@ def tiny_world(tmp_path_factory):
     from curate.synth import make_world
 
     return make_world(tmp_path_factory.mktemp("tiny_world"), workers=2, **TINY_WORLD)
+
+
+@pytest.fixture(scope="module")
+def web_rows(tiny_world):
+    """The tiny world's web images and trimmed web videos as a crawler would list them (truth columns kept)."""
+    from curate import manifest as mf
+
+    truth = mf.read(tiny_world.truth_web, validate_rows=False)
+    return truth[truth["kind"].isin(WEB_KINDS)].reset_index(drop=True)
+
+
+@contextmanager
+def local_ray(module: str, **resources):
+    """A local Ray cluster for one test module: its workers import curate and get the module's shard functions."""
+    ray = pytest.importorskip("ray")
+    ray.cloudpickle.register_pickle_by_value(sys.modules[module])
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), old]))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, **resources)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+        os.environ.pop("PYTHONPATH") if old is None else os.environ.update(PYTHONPATH=old)
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 fetches no finished item twice (the server's counters)."""
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -13,22 +12,17 @@ import pytest
 from curate import manifest as mf
 from curate.crawl import crawl, crawl_shard, todo_mask
 from curate.synth.web import serve
+
+from conftest import local_ray
 from test_crawl import demo_recipe, url_list_recipe
 
-ROOT = Path(__file__).resolve().parent.parent
 SAME = ["item_id", "source", "url", "label", "status", "sha256", "path", "width", "height", "frames", "dup_of"]
 
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    ray = pytest.importorskip("ray")
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])   # workers get this file's shard functions
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), old]))   # workers import curate
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-    os.environ.pop("PYTHONPATH") if old is None else os.environ.update(PYTHONPATH=old)
+    with local_ray(__name__) as ray:
+        yield ray
 
 
 @pytest.fixture(scope="module")

@@ -12,15 +12,6 @@ from curate.cli import cli
 from curate.dedup import PixelEmbedder, TeacherEmbedder, build_index, dedup_manifest, item_vectors, nearest
 from curate.teacher import load_teacher
 
-WEB_KINDS = ("web_image", "feed_image", "feed_video")
-
-
-@pytest.fixture(scope="module")
-def web(tiny_world):
-    truth = mf.read(tiny_world.truth_web, validate_rows=False)
-    return truth[truth["kind"].isin(WEB_KINDS)].reset_index(drop=True)
-
-
 @pytest.fixture(scope="module")
 def target(tiny_world):
     return mf.read(tiny_world.target_manifest)
@@ -42,11 +33,11 @@ def _counting():
     return e
 
 
-def test_planted_copies_of_val_and_test_clips_are_all_found(web, target, tiny_world, tmp_path):
-    copies = web[web["copy_of"].notna() & (web["status"] == "ok")]
+def test_planted_copies_of_val_and_test_clips_are_all_found(web_rows, target, tiny_world, tmp_path):
+    copies = web_rows[web_rows["copy_of"].notna() & (web_rows["status"] == "ok")]
     assert len(copies) == 4 and set(copies["media"]) == {"image", "video"}
     emb = _counting()
-    df, rep = dedup_manifest(web, target, tiny_world.root, tiny_world.root, emb, 0.75, cache=tmp_path / "emb.parquet")
+    df, rep = dedup_manifest(web_rows, target, tiny_world.root, tiny_world.root, emb, 0.75, cache=tmp_path / "emb.parquet")
     hits = df[[mf.error_code(e) == "duplicate_of_val" for e in df["error"]]]
     others = df[~df["item_id"].isin(copies["item_id"]) & df["dup_sim"].notna()]
     print(f"\ncopies: cosine {sorted(hits['dup_sim'].round(3))}; best distinct item {others['dup_sim'].max():.3f}; "
@@ -54,8 +45,8 @@ def test_planted_copies_of_val_and_test_clips_are_all_found(web, target, tiny_wo
     assert set(hits["item_id"]) == set(copies["item_id"])            # recall 1.0, precision 1.0
     assert (hits.set_index("item_id")["dup_of"] == copies.set_index("item_id")["copy_of"]).all()
     assert rep.of_val == 4 and rep.within == 0 and "exact" in rep.index and "CPU" in rep.index
-    assert df["dup_sim"].notna().sum() == ((web["status"] == "ok") & web["path"].notna()).sum()
-    assert len(df) == len(web)
+    assert df["dup_sim"].notna().sum() == ((web_rows["status"] == "ok") & web_rows["path"].notna()).sum()
+    assert len(df) == len(web_rows)
 
     # Rerun: nothing to check, nothing decoded, same manifest.
     again, rep2 = dedup_manifest(df, target, tiny_world.root, tiny_world.root, emb, 0.75,
@@ -64,8 +55,8 @@ def test_planted_copies_of_val_and_test_clips_are_all_found(web, target, tiny_wo
     pd.testing.assert_frame_equal(again, df)
 
 
-def test_copies_inside_the_web_collapse_to_the_best_scored_row(web, target, tiny_world, tmp_path):
-    img = web[(web["media"] == "image") & (web["status"] == "ok") & web["copy_of"].isna()].iloc[0]
+def test_copies_inside_the_web_collapse_to_the_best_scored_row(web_rows, target, tiny_world, tmp_path):
+    img = web_rows[(web_rows["media"] == "image") & (web_rows["status"] == "ok") & web_rows["copy_of"].isna()].iloc[0]
     pixels = media.read_image(tiny_world.root / img["path"])
     shifted = np.clip(pixels[2:-3, 1:-2].astype(int) + 10, 0, 255).astype(np.uint8)
     media.write_image(tmp_path / "copy.jpg", shifted, 70)
@@ -116,8 +107,8 @@ def test_teacher_embeddings_are_unit_vectors_of_the_teacher_width(tiny_teacher, 
         np.testing.assert_allclose(v, again[iid], atol=1e-5)
 
 
-def test_dedup_command(web, tiny_world, tmp_path):
-    path = mf.write(web[list(mf.COLUMNS)], tmp_path / "web.parquet", {"data_root": str(tiny_world.root)})
+def test_dedup_command(web_rows, tiny_world, tmp_path):
+    path = mf.write(web_rows[list(mf.COLUMNS)], tmp_path / "web.parquet", {"data_root": str(tiny_world.root)})
     res = CliRunner().invoke(cli, ["dedup", str(path), "--target", str(tiny_world.target_manifest)])
     assert res.exit_code == 0, res.output
     assert "duplicate_of_val 4" in res.output and "exact (IndexFlatIP) on CPU" in res.output

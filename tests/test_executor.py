@@ -13,19 +13,14 @@ from curate import manifest as mf
 from curate.executor import ExecutorError, commit, run_shards, task_resources
 from curate.probe import pending, probe_manifest, probe_shard
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import local_ray
+
 
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    ray = pytest.importorskip("ray")
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])   # workers get this file's shard functions
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), old]))   # workers import curate
-    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)  # the GPU is a logical resource
-    yield ray
-    ray.shutdown()
-    os.environ.pop("PYTHONPATH") if old is None else os.environ.update(PYTHONPATH=old)
+    with local_ray(__name__, num_gpus=1) as ray:   # the GPU is a logical resource
+        yield ray
 
 
 @pytest.fixture(scope="module")

@@ -16,16 +16,6 @@ from curate.filter import (KeepRules, apply_rules, cut_clips, dry_run_table, fil
 from curate.teacher import (Ensemble, load_teacher, match_classes, read_embeddings, read_mapping,
                             score_manifest)
 
-WEB_KINDS = ("web_image", "feed_image", "feed_video")
-
-
-@pytest.fixture(scope="module")
-def web(tiny_world):
-    """The world's web images and trimmed web videos as a crawler would list them (truth columns kept aside)."""
-    truth = mf.read(tiny_world.truth_web, validate_rows=False)
-    return truth[truth["kind"].isin(WEB_KINDS)].reset_index(drop=True)
-
-
 @pytest.fixture(scope="module")
 def teacher(tiny_teacher):
     return load_teacher(tiny_teacher, "cpu")
@@ -90,12 +80,12 @@ def test_keep_rules_on_hand_made_scores():
     assert table.loc["c0"].to_dict() == {"candidates": 5, "threshold": 3, "top_k": 2, "match": 3, "kept": 2}
 
 
-def test_scoring_fills_columns_and_resumes(web, teacher, tiny_world, tmp_path):
+def test_scoring_fills_columns_and_resumes(web_rows, teacher, tiny_world, tmp_path):
     emb = tmp_path / "emb.parquet"
     commits = []
-    df, rep = score_manifest(web, tiny_world.root, {"image": teacher, "video": teacher}, batch_size=8, chunk=16,
+    df, rep = score_manifest(web_rows, tiny_world.root, {"image": teacher, "video": teacher}, batch_size=8, chunk=16,
                              embeddings=emb, commit=lambda d: commits.append(d.copy()))
-    usable = (web["status"] == "ok") & web["path"].notna()
+    usable = (web_rows["status"] == "ok") & web_rows["path"].notna()
     scored = df[df["teacher_sha"].notna()]
     assert len(scored) == usable.sum() == sum(rep.scored.values()) and rep.failed == 0
     assert scored["teacher_score"].between(0, 1).all()
@@ -115,7 +105,7 @@ def test_scoring_fills_columns_and_resumes(web, teacher, tiny_world, tmp_path):
     assert sum(rep3.scored.values()) == 0 and sum(rep3.reused.values()) == len(scored)
 
 
-def test_an_ensemble_scores_the_geometric_mean_of_its_members(web, teacher, tiny_world, tmp_path):
+def test_an_ensemble_scores_the_geometric_mean_of_its_members(web_rows, teacher, tiny_world, tmp_path):
     import torch
 
     from trainers.checkpoint import save_checkpoint
@@ -126,7 +116,7 @@ def test_an_ensemble_scores_the_geometric_mean_of_its_members(web, teacher, tiny
             p.copy_(p[torch.randperm(p.shape[0], generator=torch.Generator().manual_seed(0))])
     save_checkpoint(tmp_path / "other.pt", other.model, other.meta)
     other = load_teacher(tmp_path / "other.pt", "cpu")
-    rows = web[web["media"] == "image"].head(12).reset_index(drop=True)
+    rows = web_rows[web_rows["media"] == "image"].head(12).reset_index(drop=True)
     alone = [Ensemble([t]).score(rows, tiny_world.root)[0] for t in (teacher, other)]
     both = Ensemble([teacher, other])
     probs = both.score(rows, tiny_world.root)[0]
@@ -150,9 +140,9 @@ def test_an_ensemble_scores_the_geometric_mean_of_its_members(web, teacher, tiny
         Ensemble([teacher, other])
 
 
-def test_filter_precision_beats_the_clean_rate(web, teacher, tiny_world):
+def test_filter_precision_beats_the_clean_rate(web_rows, teacher, tiny_world):
     """Keep iff top-1 == query class (OmniSource's rule): the kept rows are cleaner than the crawl."""
-    out = filter_manifest(web, tiny_world.root, {"image": teacher, "video": teacher}, KeepRules(match=True)).manifest
+    out = filter_manifest(web_rows, tiny_world.root, {"image": teacher, "video": teacher}, KeepRules(match=True)).manifest
     judged = out[out["teacher_score"].notna()]
     clean = judged["true_label_id"] == judged["label_id"]
     kept = judged["status"] == "ok"
@@ -224,8 +214,8 @@ def test_clips_cut_from_an_untrimmed_video_are_exact(tiny_world, teacher, tmp_pa
         assert np.abs(got[0].astype(int) - parent[a].astype(int)).mean() < 4.0
 
 
-def test_filter_command_dry_run_then_real_then_rerun(web, tiny_teacher, tiny_world, tmp_path):
-    path = mf.write(web[list(mf.COLUMNS)], tmp_path / "web.parquet", {"data_root": str(tiny_world.root)})
+def test_filter_command_dry_run_then_real_then_rerun(web_rows, tiny_teacher, tiny_world, tmp_path):
+    path = mf.write(web_rows[list(mf.COLUMNS)], tmp_path / "web.parquet", {"data_root": str(tiny_world.root)})
     out = tmp_path / "kept.parquet"
     args = ["filter", str(path), "--teacher", str(tiny_teacher), "--out", str(out), "--threshold", "0.2",
             "--workers", "0", "--pseudo-mp4", "moving"]
@@ -239,7 +229,7 @@ def test_filter_command_dry_run_then_real_then_rerun(web, tiny_teacher, tiny_wor
     codes = {mf.error_code(e) for e in df["error"]}
     pseudo = df[df["source"] == "pseudo"]
     kept_images = df[(df["media"] == "image") & (df["status"] == "ok") & (df["source"] != "pseudo")]
-    assert len(df) == len(web) + len(pseudo) and {"teacher_low", "teacher_mismatch"} & codes
+    assert len(df) == len(web_rows) + len(pseudo) and {"teacher_low", "teacher_mismatch"} & codes
     assert set(pseudo["parent_id"]) == set(kept_images["item_id"]) and (pseudo["frames"] == 16).all()
     first = pseudo.iloc[0]
     clip = media.read_frames(tiny_world.root / first["path"], range(16)).astype(int)

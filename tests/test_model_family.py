@@ -42,3 +42,16 @@ def test_tiny_version_runs_forward_and_backward(name):
     loss.backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
     assert count_parameters(model) < 2_000_000
+
+
+@pytest.mark.parametrize("name", ["tsn_r50", "slowonly_r50", "x3d_m"])
+def test_norm_eval_keeps_batchnorm_statistics_frozen_in_training(name):
+    cfg = load_model_config(name, tiny=True)["model"]
+    frozen = build_model({**cfg, "backbone": {**cfg["backbone"], "norm_eval": True}}, num_classes=5).train()
+    free = build_model(cfg, num_classes=5).train()
+    norms = [m for m in frozen.backbone.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms and not any(m.training for m in norms)
+    assert all(m.training for m in free.backbone.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
+    before = [m.running_mean.clone() for m in norms]
+    frozen(torch.randn(2, 1, 3, 8, 32, 32))
+    assert all(torch.equal(a, m.running_mean) for a, m in zip(before, norms))

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from curate.files import save_figure
+
 
 def top_k_accuracy(scores: np.ndarray, labels: np.ndarray, ks: Sequence[int] = (1, 5)) -> list[float]:
     """For each k, the fraction of samples whose label is among their k highest scores (ties: lower index first)."""
@@ -85,8 +87,4 @@ def plot_confusion(cm: np.ndarray, names: Sequence[str], path: str | Path, title
     ax.set_title(title or "confusion (rows normalised)")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from curate.files import save_figure
+
 
 def plot_curve(entries: list[dict], path: str | os.PathLike) -> Path | None:
     """PNG from metrics.jsonl entries (None when there is nothing to draw yet)."""
@@ -38,7 +40,4 @@ def plot_curve(entries: list[dict], path: str | os.PathLike) -> Path | None:
     if val:
         ax2.legend()
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

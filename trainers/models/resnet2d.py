@@ -51,7 +51,32 @@ class Bottleneck(BasicBlock):
         return self.bn3(self.conv3(out))
 
 
-class ResNet2d(nn.Module):
+def he_init(model: nn.Module) -> None:
+    """torchvision's ResNet init: He-normal (fan_out) convolutions, BatchNorm at weight 1 and bias 0."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.conv._ConvNd):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+class NormEval(nn.Module):
+    """A backbone whose BatchNorm statistics stay frozen while it trains when `norm_eval` is set (MMAction2's
+    norm_eval, for fine-tuning from pretrained weights with small batches)."""
+
+    norm_eval: bool = False
+
+    def train(self, mode: bool = True) -> "NormEval":
+        super().train(mode)
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
+
+
+class ResNet2d(NormEval):
     """Images [N, C, H, W] -> feature map [N, out_channels, H/32, W/32] (no pooling, no classifier)."""
 
     def __init__(self, depth: int = 50, in_channels: int = 3, base_channels: int = 64,
@@ -82,29 +107,13 @@ class ResNet2d(nn.Module):
                 blocks = [block_wrapper(b) for b in blocks]
             setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
         self.out_channels = inplanes
-        self._init_weights()
+        he_init(self)
         if pretrained:
             load_2d_weights(self, pretrained)
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
-
-    def train(self, mode: bool = True) -> "ResNet2d":
-        super().train(mode)
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, nn.BatchNorm2d):
-                    m.eval()
-        return self
 
 
 def load_2d_weights(model: nn.Module, path: str | Path) -> dict[str, list[str]]:

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from trainers.models.resnet2d import DEPTHS
+from trainers.models.resnet2d import DEPTHS, BasicBlock, Bottleneck, NormEval, he_init
 
 Triple = tuple[int, int, int]
 
@@ -45,13 +45,14 @@ def make_conv(cin: int, cout: int, kernel: Triple, stride: Triple = (1, 1, 1), g
     return nn.Conv3d(cin, cout, kernel, stride, tuple(k // 2 for k in kernel), groups=groups, bias=False)
 
 
-class BasicBlock3d(nn.Module):
-    """Two 3x3x3 convs (1x3x3 when not inflated); the first carries the strides."""
+class BasicBlock3d(BasicBlock):
+    """Two 3x3x3 convs (1x3x3 when not inflated); the first carries the strides. residual / forward: the 2D
+    block's."""
     expansion = 1
 
     def __init__(self, inplanes: int, planes: int, stride: Triple, downsample: nn.Module | None, inflate: bool,
                  inflate_style: str, conv_type: str, bottleneck_mode: str | None):
-        super().__init__()
+        nn.Module.__init__(self)
         kt = 3 if inflate else 1
         self.conv1 = make_conv(inplanes, planes, (kt, 3, 3), stride, conv_type=conv_type)
         self.bn1 = nn.BatchNorm3d(planes)
@@ -60,18 +61,11 @@ class BasicBlock3d(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
 
-    def residual(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(self.residual(x) + identity)
-
-
-class Bottleneck3d(BasicBlock3d):
+class Bottleneck3d(Bottleneck):
     """1x1x1 -> 3x3 -> 1x1x1 (x4 channels). Inflated '3x1x1': the first conv is 3x1x1; '3x3x3': the middle one.
     CSN: the middle conv is depthwise 3x3x3, preceded in 'ip' mode by a 1x1x1 conv (no BN) that keeps
-    channel interaction; 'ir' drops it."""
+    channel interaction; 'ir' drops it. residual / forward: the 2D bottleneck's."""
     expansion = 4
 
     def __init__(self, inplanes: int, planes: int, stride: Triple, downsample: nn.Module | None, inflate: bool,
@@ -93,11 +87,6 @@ class Bottleneck3d(BasicBlock3d):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
 
-    def residual(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        return self.bn3(self.conv3(out))
-
 
 def per_block(flags: int | Sequence[int], n: int, where: str) -> list[bool]:
     """An inflate entry for one stage: an int for every block, or one flag per block."""
@@ -108,7 +97,7 @@ def per_block(flags: int | Sequence[int], n: int, where: str) -> list[bool]:
     return [bool(f) for f in flags]
 
 
-class ResNet3d(nn.Module):
+class ResNet3d(NormEval):
     """Clips [N, C, T, H, W] -> feature map [N, out_channels, T', H/32, W/32] (no pooling, no classifier).
 
     Defaults are I3D-R50 (MMAction2 `ResNet3d`): 5x7x7 stem with temporal stride 2, temporal stride 2 in pool1,
@@ -170,15 +159,10 @@ class ResNet3d(nn.Module):
             inflate_2d_weights(self, torch.load(pretrained, map_location="cpu", weights_only=True))
 
     def _init_weights(self, zero_init_residual: bool) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm3d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        he_init(self)
         if zero_init_residual:
             for m in self.modules():
-                if isinstance(m, BasicBlock3d):
+                if isinstance(m, (BasicBlock3d, Bottleneck3d)):
                     nn.init.zeros_(m.bn3.weight if isinstance(m, Bottleneck3d) else m.bn2.weight)
 
     def stem(self, x: torch.Tensor) -> torch.Tensor:
@@ -194,14 +178,6 @@ class ResNet3d(nn.Module):
         for i in range(len(self.stage_channels)):
             x = self.stage(i, x)
         return x
-
-    def train(self, mode: bool = True) -> "ResNet3d":
-        super().train(mode)
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, nn.BatchNorm3d):
-                    m.eval()
-        return self
 
 
 def inflate_2d_weights(model: nn.Module, state2d: Mapping[str, torch.Tensor]) -> dict[str, list[str]]:

@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from trainers.models.resnet2d import he_init
+
 # Inception-v1 (GoogLeNet) widths: branch0 1x1, branch1 reduce -> 3x3, branch2 reduce -> 3x3, branch3 pool -> 1x1.
 MIXED = OrderedDict([
     ("mixed_3b", (64, 96, 128, 16, 32, 32)), ("mixed_3c", (128, 128, 192, 32, 96, 64)),
@@ -96,9 +98,7 @@ class S3D(nn.Module):
             cin = layers[name].out_channels
         self.features = nn.Sequential(layers)
         self.out_channels = cin
-        for m in self.modules():
-            if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        he_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from trainers.models.heads import ClsHead
+from trainers.models.resnet2d import NormEval, he_init
 
 
 def round_width(width: float, multiplier: float, divisor: int = 8) -> int:
@@ -60,7 +61,7 @@ class X3DBlock(nn.Module):
         return self.relu(out + identity)
 
 
-class X3D(nn.Module):
+class X3D(NormEval):
     """Clips [N, C, T, H, W] -> features [N, gamma_b x 8 x base, T, H/32, W/32] (time is never strided)."""
 
     def __init__(self, gamma_w: float = 1.0, gamma_b: float = 2.25, gamma_d: float = 2.2, in_channels: int = 3,
@@ -86,23 +87,10 @@ class X3D(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.out_channels = int(cin * gamma_b)
         self.conv5 = nn.Sequential(conv_bn(cin, self.out_channels), nn.ReLU(inplace=True))
-        for m in self.modules():
-            if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm3d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        he_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv5(self.stages(self.conv1_t(self.conv1_s(x))))
-
-    def train(self, mode: bool = True) -> "X3D":
-        super().train(mode)
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, nn.BatchNorm3d):
-                    m.eval()
-        return self
 
 
 class X3DHead(ClsHead):
