@@ -96,14 +96,15 @@ def report(path: Path, result: LoopResult, world: World, out: Path, locdet: Mapp
            seconds: float) -> Path:
     """Write report.html (self-contained) for one demo run."""
     figs = _figures(result, out)
-    runs, q1 = result.runs, result.rounds[0]["quality"]
-    dd = result.dedup
+    runs, dd = result.runs, result.dedup
+    base = result.rounds[0]["quality"]["base_rate"]
     summary = {"world": f"{len(world.classes)} classes, seed {world.spec.seed}: "
                         + ", ".join(f"{k} {v}" for k, v in world.counts["target"].items()) + " target clips",
                "crawl": f"{len(result.web)} rows, " + ", ".join(
                    f"{k} {v}" for k, v in result.web["status"].value_counts().items()),
-               "filter (round 1)": f"precision {q1['precision']:.3f} (crawl {q1['base_rate']:.3f}), "
-                                   f"recall {q1['recall']:.3f}",
+               "filter": f"crawl's clean rate {base:.3f}; " + "; ".join(
+                   f"round {i}: precision {r['quality']['precision']:.3f}, recall {r['quality']['recall']:.3f}"
+                   for i, r in enumerate(result.rounds, 1)),
                "students": f"{len(runs)} runs, seeds {sorted(runs['seed'].unique().tolist())}",
                "time": f"{seconds:.0f} s; " + ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())}
     pairs = rp.pair_table(runs, _pairs(world), world.classes)
