@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,10 @@ EXT = {"jpeg": "jpg", "png": "png", "gif": "gif", "webp": "webp", "bmp": "bmp", 
        "flv": "flv", "mpeg": "mpg", "ogg": "ogv", "y4m": "y4m"}
 
 
+_SHARED_HTTP: dict[str, Http] = {}   # CrawlContext.run -> this process's client for that crawl
+_SHARED_LOCK = threading.Lock()
+
+
 @dataclass
 class CrawlContext:
     """What a worker needs to fetch rows: the data root, the download options, the attempt log (picklable)."""
@@ -38,9 +43,10 @@ class CrawlContext:
     data_root: str
     download: DownloadSpec = field(default_factory=DownloadSpec)
     attempts_log: str | None = None
+    run: str = field(default_factory=lambda: uuid.uuid4().hex)   # one crawl: its shards in a process share one Http
 
     def __post_init__(self) -> None:
-        self._lock, self._log_lock = threading.Lock(), threading.Lock()
+        self._log_lock = threading.Lock()
         self._http, self._log_fd, self._tmp = None, None, None
         self._listed: dict[Path, dict[str, str]] = {}
         self._made: set[Path] = set()
@@ -50,17 +56,21 @@ class CrawlContext:
             os.close(self._log_fd)
 
     def __getstate__(self) -> dict:
-        return {k: getattr(self, k) for k in ("data_root", "download", "attempts_log")}
+        return {k: getattr(self, k) for k in ("data_root", "download", "attempts_log", "run")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self.__post_init__()
 
     def http(self) -> Http:
+        """This process's client for the crawl: shards unpickled in the same worker share its robots.txt cache,
+        connection pools and per-host gates instead of starting over (robots.txt once per host, not per shard)."""
         if self._http is None:
-            with self._lock:
-                if self._http is None:
-                    self._http = Http(self.download, self.log)
+            with _SHARED_LOCK:
+                if self.run not in _SHARED_HTTP:
+                    _SHARED_HTTP.clear()   # a new crawl in this process: the last one's client is not needed here
+                    _SHARED_HTTP[self.run] = Http(self.download, self.log)
+                self._http = _SHARED_HTTP[self.run]
         return self._http
 
     def log(self, entry: dict) -> None:

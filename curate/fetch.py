@@ -103,6 +103,7 @@ class Http:
         self._gates: dict[str, _Gate] = {}
         self._pools: dict[str, urllib3.HTTPConnectionPool] = {}
         self._robots: dict[str, urllib.robotparser.RobotFileParser | None] = {}
+        self._robots_locks: dict[str, threading.Lock] = {}   # one reader per site: threads wait, not re-fetch
         self._lock = threading.Lock()
 
     # ---------------------------------------------------------------- public
@@ -162,12 +163,11 @@ class Http:
         parts = urlsplit(url)
         origin = f"{parts.scheme}://{parts.netloc}"
         with self._lock:
-            known = origin in self._robots
-            rp = self._robots.get(origin)
-        if not known:
-            rp = self._read_robots(origin)
-            with self._lock:
-                self._robots[origin] = rp
+            site_lock = self._robots_locks.setdefault(origin, threading.Lock())
+        with site_lock:
+            if origin not in self._robots:
+                self._robots[origin] = self._read_robots(origin)
+            rp = self._robots[origin]
         return rp is None or rp.can_fetch(ROBOTS_AGENT, url)
 
     # ---------------------------------------------------------------- one attempt

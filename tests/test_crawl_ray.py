@@ -1,5 +1,6 @@
 """`curate crawl --executor ray` on a real local Ray cluster (2 CPUs, started once for the module) and
-`--executor processes` (a spawned process pool) against the local executor on the loopback web: the same manifest; a Ray worker SIGKILLed mid-shard loses nothing and the rerun
+`--executor processes` (a spawned process pool) against the local executor on the loopback web: the same manifest, robots.txt
+read once per worker process; a Ray worker SIGKILLed mid-shard loses nothing and the rerun
 fetches no finished item twice (the server's counters)."""
 import os
 import signal
@@ -44,8 +45,11 @@ def test_sharded_crawl_gives_the_local_manifest(executor, web, tmp_path, request
     (tmp_path / executor).mkdir()
     local = crawl(demo_recipe(tmp_path / "local", web.url, workers=4))
     web.reset_stats()
-    res = crawl(demo_recipe(tmp_path / executor, web.url, workers=4), executor=executor, shard_size=16)
+    res = crawl(demo_recipe(tmp_path / executor, web.url, workers=4), executor=executor, shard_size=8)
     assert res.run.executor == executor and not res.run.failed and res.run.rows == res.fetched == local.fetched > 40
+    # robots.txt is read once per worker process and site, not per shard and thread (57-72 reads on 2 cores before)
+    reads = web.stats()["requests"].get("/robots.txt", 0)
+    assert res.run.shards == 17 and 1 <= reads <= max(4, os.cpu_count() or 1)
     local, res = (_settled(r, tmp_path / name, web.url, executor=ex)
                   for r, name, ex in ((local, "local", "local"), (res, executor, executor)))
     df = mf.read(res.manifest)
