@@ -106,7 +106,8 @@ def report(path: Path, result: LoopResult, world: World, out: Path, locdet: Mapp
                    f"round {i}: precision {r['quality']['precision']:.3f}, recall {r['quality']['recall']:.3f}"
                    for i, r in enumerate(result.rounds, 1)),
                "students": f"{len(runs)} runs, seeds {sorted(runs['seed'].unique().tolist())}",
-               "time": f"{seconds:.0f} s; " + ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())}
+               "time": f"{seconds:.0f} s; " + ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())
+               + (f"; {result.budget}" if result.budget else "")}
     pairs = rp.pair_table(runs, _pairs(world), world.classes)
     sections = [
         ("The crawl", [rp._table(rp.counts_table(result.web), "counts"), rp._img(figs["counts"])]),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ class LoopSpec:
     fractions: tuple[float, ...] = (0.25, 0.5, 1.0)   # with the target-only point: 4 per curve
     workers: int = field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)))
     device: str | None = None
+    budget_s: float | None = None    # seconds the whole demo may take (fit_budget); None: no limit
 
 
 def demo_recipe(web_url: str, out: Path, classes: Sequence[str]) -> Path:
@@ -177,7 +178,8 @@ def run_table(jobs: Sequence[tuple[str, str, int, RunJob]], workers: int,
              + (" (done before)" if reused else f" in {row['seconds']:.0f} s"))
 
     rows = run_jobs([j for *_, j in jobs], workers, done)
-    return pd.DataFrame([{"condition": c, "model": m, "seed": s, "run": str(j.run_dir), **_flat(r["metrics"])}
+    return pd.DataFrame([{"condition": c, "model": m, "seed": s, "run": str(j.run_dir), "run_s": r["seconds"],
+                          **_flat(r["metrics"])}
                          for (c, m, s, j), r in zip(jobs, rows)])
 
 
@@ -193,6 +195,43 @@ def pair_accuracy(run_dir: str | Path, pairs: Sequence[tuple[int, int]]) -> floa
     rows = pred[pred["label"].isin(list(partner))]
     inside = rows[(rows["pred"] == rows["label"]) | (rows["pred"] == rows["label"].map(partner))]
     return float((inside["pred"] == inside["label"]).mean()) if len(inside) else float("nan")
+
+
+MIN_EPOCHS = 20
+WEB_STEP_COST = 0.75   # a step with a web batch beside the target's costs 1 + 0.75 * web_share target-only steps
+                       # (measured: 1.45x for TSN, 1.8x for SlowOnly)
+OTHER_STAGES = 2.8     # world, crawl, teachers, filters, BMN + detector, report: about 2.8x the teachers' wall time
+                       # (measured 2.4x on an Intel Xeon, 2.9x on an AMD EPYC, 2 cores each)
+
+
+def fit_budget(spec: LoopSpec, teachers: pd.DataFrame, efficiency: bool = True) -> tuple[LoopSpec, bool, str | None]:
+    """(spec, efficiency, note) that fit spec.budget_s, predicted from the teachers' measured seconds per epoch on
+    this machine (column run_s; recorded, so a rerun decides the same): first the efficiency curves go, then the
+    student epochs shrink, never below MIN_EPOCHS (a machine too slow for that overruns the budget rather than
+    train students that learn nothing). note is None when everything fits as planned."""
+    if spec.budget_s is None:
+        return spec, efficiency, None
+    per_epoch = dict(zip(teachers["model"], teachers["run_s"] / spec.teacher_epochs))
+    slowest = max(per_epoch.values())
+    web = 1 + WEB_STEP_COST * spec.web_share
+    parallel = max(1, min(spec.workers, os.cpu_count() or 1))
+    students = sum(per_epoch.get(m, slowest) for m in spec.models) * len(spec.seeds) * (
+        1 + (spec.rounds + 1) * web) * spec.student_epochs / parallel
+    curves = per_epoch.get(spec.efficiency_model, slowest) * (
+        1 + 2 * len(spec.fractions) * web) * spec.efficiency_epochs / parallel if efficiency else 0.0
+    left = spec.budget_s - OTHER_STAGES * float(teachers["run_s"].max())
+    if students + curves <= left:
+        return spec, efficiency, None
+    speed = ", ".join(f"{Path(m).stem} {v:.2f}" for m, v in per_epoch.items())
+    note = (f"time budget {spec.budget_s:.0f} s: the teachers trained at {speed} s per epoch on this machine, "
+            f"which leaves {left:.0f} s for the students ({students:.0f} s planned)")
+    if efficiency:
+        note += f" and the efficiency curves ({curves:.0f} s planned): curves skipped"
+    if students > left:
+        epochs = max(MIN_EPOCHS, int(spec.student_epochs * max(0.0, left) / students))
+        note += f"; students {spec.student_epochs} -> {epochs} epochs"
+        spec = replace(spec, student_epochs=epochs)
+    return spec, False, note
 
 
 def best_runs(runs: pd.DataFrame, condition: str) -> dict[str, str]:
@@ -213,6 +252,7 @@ class LoopResult:
     dedup: dict[str, Any]
     efficiency: pd.DataFrame | None
     seconds: dict[str, float] = field(default_factory=dict)
+    budget: str | None = None                  # what the time budget changed (fit_budget), if anything
 
 
 def run_loop(world: World, web_url: str, out: Path, spec: LoopSpec = LoopSpec(),
@@ -257,6 +297,9 @@ def run_loop(world: World, web_url: str, out: Path, spec: LoopSpec = LoopSpec(),
     teachers = run_table(tjobs, spec.workers, said)
     first = {m: str(Path(r) / "last.pt") for m, r in zip(teachers["model"], teachers["run"])}
     lap("teachers")
+    spec, efficiency, budget = fit_budget(spec, teachers, efficiency)
+    if budget:
+        said(budget)
 
     right = None
     rounds: list[dict[str, Any]] = []
@@ -294,7 +337,7 @@ def run_loop(world: World, web_url: str, out: Path, spec: LoopSpec = LoopSpec(),
                                 batch_size=spec.batch_size, lr=spec.lr, size=spec.size, data={"scale": spec.scale},
                                 device=spec.device, workers=spec.workers)
         lap("efficiency")
-    return LoopResult(web, deduped, rounds, teachers, runs, dedup, eff, clock)
+    return LoopResult(web, deduped, rounds, teachers, runs, dedup, eff, clock, budget)
 
 
 def filter_round(deduped: pd.DataFrame, web_root: Path, path: Path, ckpts: Mapping[str, Sequence[str]],

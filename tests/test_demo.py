@@ -4,8 +4,10 @@ report.html rendered by headless Chromium."""
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 
 import cv2
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -136,3 +138,30 @@ def test_report_is_self_contained_and_renders_in_chromium(loop, tmp_path):
     image = cv2.imread(str(shot))
     assert image is not None and image.shape[:2] == (2400, 1280)
     assert image.std() > 20     # tables and plots drawn, not a blank page
+
+
+def test_the_time_budget_drops_the_curves_first_then_shrinks_the_students_as_far_as_it_must():
+    from curate.cli.demo import _spec
+    from curate.loop import MIN_EPOCHS, LoopSpec, fit_budget
+
+    spec = LoopSpec(workers=1, budget_s=1200.0)                 # one worker: the plan does not depend on the cores
+    fast = pd.DataFrame({"model": ["tsn_r50", "slowonly_r50"], "run_s": [52.0, 58.0]})
+    assert fit_budget(spec, fast) == (spec, True, None)         # fits: nothing changes
+    assert fit_budget(replace(spec, budget_s=None), fast.assign(run_s=[1e4, 1e4]))[2] is None   # no budget, no limit
+
+    slow = fast.assign(run_s=[116.0, 133.0])
+    planned = lambda s: (116 + 133) / 150 * len(s.seeds) * (1 + (s.rounds + 1) * 1.75) * s.student_epochs
+    left = 1200 - 2.8 * 133
+    fit, curves, note = fit_budget(spec, slow)
+    assert not curves and "curves skipped" in note and f"students 60 -> {fit.student_epochs} epochs" in note
+    assert planned(fit) <= left < planned(replace(fit, student_epochs=fit.student_epochs + 1))   # as many as fit
+    assert fit.efficiency_epochs == spec.efficiency_epochs and fit.teacher_epochs == spec.teacher_epochs
+
+    roomy = replace(spec, budget_s=2.8 * 133 + planned(spec) + 1)   # the students fit once the curves are gone
+    fit, curves, note = fit_budget(roomy, slow)
+    assert fit.student_epochs == 60 and not curves and "curves skipped" in note and "->" not in note
+    assert fit_budget(spec, slow.assign(run_s=[400.0, 420.0]))[0].student_epochs == MIN_EPOCHS   # never below
+
+    assert _spec(False, 3, None, None, None, None).budget_s == 11.5 * 60          # the default
+    assert _spec(False, 3, None, 40, None, None).budget_s is None                 # explicit epochs: taken as given
+    assert _spec(False, 3, None, None, None, None, budget_min=0).budget_s is None

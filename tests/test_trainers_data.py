@@ -55,7 +55,7 @@ def test_a_window_row_is_read_inside_its_segment_and_a_trimmed_clip_whole(counte
 
 
 def test_training_samples_depend_only_on_their_key_and_the_cache_changes_nothing(counter):
-    train = [{"type": "SampleFrames", "clip_len": 4, "frame_interval": 2, "num_clips": 2},
+    train = [{"type": "SampleFrames", "clip_len": 4, "frame_interval": 2, "num_clips": 2}, {"type": "Resize", "scale": 24},
              {"type": "RandomResizedCrop", "size": 16}, {"type": "Flip"}, {"type": "Normalize"},
              {"type": "FormatShape", "input_format": "NCTHW"}]
     plain = ClipDataset(rows(), counter, {None: build_pipeline(train)})
@@ -64,8 +64,14 @@ def test_training_samples_depend_only_on_their_key_and_the_cache_changes_nothing
     assert a.shape == (2, 3, 4, 16, 16)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(a, cached.load(0, (0, 1, 2)))     # second read served from the cache
-    assert any(k[1].endswith("long.mp4") for k in CACHE._items)
+    segs = [v for k, v in CACHE._items.items() if k[1].endswith("long.mp4")]
+    assert segs and all(v.shape[1] == 24 for v in segs)             # cached once, already resized
     assert not np.array_equal(a, plain.load(0, (0, 1, 3)))          # another key, another sample
+    image_row = rows(path="img.png", media="image", fps=None, frames=1, duration_s=None)
+    for pseudo in ("static", "frame", "moving"):
+        plain, cached = (ClipDataset(image_row, counter, {None: build_pipeline(train)}, pseudo=pseudo, cache_bytes=c)
+                         for c in (0, 1 << 24))
+        np.testing.assert_array_equal(plain.load(0, 5), cached.load(0, 5))
 
 
 def test_images_become_one_frame_segments_static_or_moving_clips(counter):

@@ -219,17 +219,22 @@ class ClipDataset(torch.utils.data.Dataset):
         count = item.count if item.count is not None else media.probe(item.path).frames
         r = pipeline.indices(count, item.fps, rng)
         inds = np.asarray(r["frame_inds"]) + item.first
-        if self.cache_bytes:
-            seg = CACHE.get(("video", item.path, item.first, count),
-                            lambda: media.read_frames(item.path, range(item.first, item.first + count)))
-            frames = seg[inds - item.first]
-        else:
-            frames = media.read_frames(item.path, inds)
-        return pipeline.finish(r, frames, rng)
+        if not self.cache_bytes:
+            return pipeline.finish(r, media.read_frames(item.path, inds), rng)
+        fixed, rest = pipeline.split_fixed()   # the segment is cached already resized
+        seg = CACHE.get(("video", item.path, item.first, count, repr(fixed.steps)),
+                        lambda: fixed.prepare(media.read_frames(item.path, range(item.first, item.first + count))))
+        return rest.finish(r, seg[inds - item.first], rng)
 
     def _image(self, item: Item, pipeline: Pipeline, rng: np.random.Generator) -> np.ndarray:
-        image = (CACHE.get(("image", item.path), lambda: media.read_image(item.path)) if self.cache_bytes
-                 else media.read_image(item.path))
+        if self.cache_bytes and self.pseudo != "moving":   # static / frame: resizing the image = resizing each copy
+            fixed, pipeline = pipeline.split_fixed()
+            image = CACHE.get(("image", item.path, repr(fixed.steps)),
+                              lambda: fixed.prepare(media.read_image(item.path)[None])[0])
+        elif self.cache_bytes:
+            image = CACHE.get(("image", item.path), lambda: media.read_image(item.path))
+        else:
+            image = media.read_image(item.path)
         if self.pseudo == "frame":
             pipeline = pipeline.with_sampler(clip_len=1, frame_interval=1, num_clips=1).with_format(num_segments=None)
             r = pipeline.indices(1, None, rng)

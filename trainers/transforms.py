@@ -300,6 +300,21 @@ class Pipeline:
             r = step.apply(r, rng)
         return r["input"]
 
+    def split_fixed(self) -> tuple["Pipeline", "Pipeline"]:
+        """(the leading Resize steps, which treat every frame alike and draw nothing at random; the rest): a dataset
+        may run the first on a whole decoded segment once and cache the result."""
+        k = 0
+        while k < len(self.steps) and isinstance(self.steps[k], Resize):
+            k += 1
+        return dataclasses.replace(self, steps=self.steps[:k]), dataclasses.replace(self, steps=self.steps[k:])
+
+    def prepare(self, frames: np.ndarray) -> np.ndarray:
+        """Frames [F, H, W, 3] through this pipeline's steps (fixed ones only: no rng, no FormatShape)."""
+        r = {"imgs": np.asarray(frames)[None]}
+        for step in self.steps:
+            r = step.apply(r, None)
+        return r["imgs"][0]
+
     def with_sampler(self, **changes: Any) -> "Pipeline":
         return dataclasses.replace(self, sampler=dataclasses.replace(self.sampler, **changes))
 

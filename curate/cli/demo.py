@@ -21,6 +21,9 @@ from curate.synth.classes import hashtags
 from curate.synth.web import WebHandle, serve
 
 
+DEFAULT_BUDGET_MIN = 11.5   # make demo's 15 minutes less a fresh install (venv, torch, ffmpeg: up to 3.5 minutes)
+
+
 @click.command()
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("demo_out"), show_default=True,
               help="Folder for the world, the crawl, every run and report.html.")
@@ -35,6 +38,11 @@ from curate.synth.web import WebHandle, serve
 @click.option("--teacher-epochs", type=int, default=None, help="Epochs of the two teachers (default 150; --full 300).")
 @click.option("--student-epochs", type=int, default=None,
               help="Epochs of every student, efficiency runs included (default 60 and 40; --full 100).")
+@click.option("--budget-min", type=click.FloatRange(min=0), default=None,
+              help="Minutes the demo may take (default 11.5: make demo's 15 less a fresh install; 0: no limit; off "
+                   "with --student-epochs or --full). The teachers' speed on this machine predicts the rest: on a "
+                   "slow one the efficiency curves are skipped first, then the students train fewer epochs (not "
+                   "under 20), and the report says so.")
 @click.option("--localize/--no-localize", default=True, show_default=True,
               help="Train and evaluate a tiny BMN (temporal proposals) and AVA-style detector on the world's long "
                    "videos and scenes, against their baselines (about a minute on 2 cores).")
@@ -50,7 +58,7 @@ from curate.synth.web import WebHandle, serve
 @click.option("--device", default=None, help="cpu, cuda, ... (default: cuda when present).")
 def demo(out: Path, num_classes: int, seed: int, workers: int | None, seeds: int, rounds: int,
          teacher_epochs: int | None,
-         student_epochs: int | None, localize: bool, with_efficiency: bool, world_only: bool, full: bool,
+         student_epochs: int | None, budget_min: float | None, localize: bool, with_efficiency: bool, world_only: bool, full: bool,
          students: str, device: str | None) -> None:
     """Run the OmniSource loop on the embedded demo world and write OUT/report.html.
 
@@ -63,12 +71,13 @@ def demo(out: Path, num_classes: int, seed: int, workers: int | None, seeds: int
     6. students with and without the (un)filtered web data, over --seeds seeds; test top-1 (Table 1)
     7. the best students become the teachers of round 2 (and so on, --rounds): re-filter, train students again
     8. efficiency curves, BMN + detector, the world's hierarchy in FineGym format, report.html
-    A rerun reuses every finished step. About 11 minutes on 2 cores with the defaults (measured 648 s).
+    A rerun reuses every finished step. With the defaults: 627 s on a 2-core Intel Xeon; a 2-core AMD EPYC
+    trains at half that speed and fits the budget with fewer student epochs.
     """
     con = Console()
     t0 = time.perf_counter()
     # bad options fail before any work
-    spec = _spec(full, seeds, teacher_epochs, student_epochs, workers, device, students, rounds)
+    spec = _spec(full, seeds, teacher_epochs, student_epochs, workers, device, students, rounds, budget_min)
     size = {"num_classes": 17, "train_per_class": 16, "val_per_class": 32, "test_per_class": 48} if full else {}
     try:
         world = _generate(out / "world", size.pop("num_classes", num_classes), seed, workers, con, **size)
@@ -94,7 +103,7 @@ def demo(out: Path, num_classes: int, seed: int, workers: int | None, seeds: int
 
 
 def _spec(full: bool, seeds: int, teacher_epochs: int | None, student_epochs: int | None, workers: int | None,
-          device: str | None, students: str = "", rounds: int = 2):
+          device: str | None, students: str = "", rounds: int = 2, budget_min: float | None = None):
     from curate.loop import LoopSpec, family
 
     if seeds < 1:
@@ -115,6 +124,9 @@ def _spec(full: bool, seeds: int, teacher_epochs: int | None, student_epochs: in
         knobs["student_epochs"] = knobs["efficiency_epochs"] = student_epochs
     if workers is not None:
         knobs["workers"] = workers
+    if budget_min is None:
+        budget_min = 0 if full or student_epochs is not None else DEFAULT_BUDGET_MIN
+    knobs["budget_s"] = budget_min * 60 if budget_min > 0 else None
     return LoopSpec(**knobs)
 
 
