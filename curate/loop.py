@@ -200,8 +200,9 @@ def pair_accuracy(run_dir: str | Path, pairs: Sequence[tuple[int, int]]) -> floa
 MIN_EPOCHS = 20
 WEB_STEP_COST = 0.75   # a step with a web batch beside the target's costs 1 + 0.75 * web_share target-only steps
                        # (measured: 1.45x for TSN, 1.8x for SlowOnly)
-OTHER_STAGES = 2.8     # world, crawl, teachers, filters, BMN + detector, report: about 2.8x the teachers' wall time
-                       # (measured 2.4x on an Intel Xeon, 2.9x on an AMD EPYC, 2 cores each)
+OTHER_STAGES = 3.3     # world, crawl, teachers, filters, BMN + detector, report: about 3.3x the teachers' wall time
+                       # (measured 3.2x on a 2-core AMD EPYC; 2.4x on a 2-core Intel Xeon before resized segments
+                       # were cached, which made the teachers 15 % faster and the rest no faster)
 
 
 def fit_budget(spec: LoopSpec, teachers: pd.DataFrame, efficiency: bool = True) -> tuple[LoopSpec, bool, str | None]:

@@ -151,17 +151,17 @@ def test_the_time_budget_drops_the_curves_first_then_shrinks_the_students_as_far
 
     slow = fast.assign(run_s=[116.0, 133.0])
     planned = lambda s: (116 + 133) / 150 * len(s.seeds) * (1 + (s.rounds + 1) * 1.75) * s.student_epochs
-    left = 1200 - 2.8 * 133
+    left = 1200 - 3.3 * 133
     fit, curves, note = fit_budget(spec, slow)
     assert not curves and "curves skipped" in note and f"students 60 -> {fit.student_epochs} epochs" in note
     assert planned(fit) <= left < planned(replace(fit, student_epochs=fit.student_epochs + 1))   # as many as fit
     assert fit.efficiency_epochs == spec.efficiency_epochs and fit.teacher_epochs == spec.teacher_epochs
 
-    roomy = replace(spec, budget_s=2.8 * 133 + planned(spec) + 1)   # the students fit once the curves are gone
+    roomy = replace(spec, budget_s=3.3 * 133 + planned(spec) + 1)   # the students fit once the curves are gone
     fit, curves, note = fit_budget(roomy, slow)
     assert fit.student_epochs == 60 and not curves and "curves skipped" in note and "->" not in note
     assert fit_budget(spec, slow.assign(run_s=[400.0, 420.0]))[0].student_epochs == MIN_EPOCHS   # never below
 
-    assert _spec(False, 3, None, None, None, None).budget_s == 11.5 * 60          # the default
+    assert _spec(False, 3, None, None, None, None).budget_s == 11 * 60          # the default
     assert _spec(False, 3, None, 40, None, None).budget_s is None                 # explicit epochs: taken as given
     assert _spec(False, 3, None, None, None, None, budget_min=0).budget_s is None

@@ -21,7 +21,7 @@ from curate.synth.classes import hashtags
 from curate.synth.web import WebHandle, serve
 
 
-DEFAULT_BUDGET_MIN = 11.5   # make demo's 15 minutes less a fresh install (venv, torch, ffmpeg: up to 3.5 minutes)
+DEFAULT_BUDGET_MIN = 11.0   # make demo's 15 minutes less a fresh install (venv, torch, ffmpeg: up to 4 minutes)
 
 
 @click.command()
@@ -39,7 +39,7 @@ DEFAULT_BUDGET_MIN = 11.5   # make demo's 15 minutes less a fresh install (venv,
 @click.option("--student-epochs", type=int, default=None,
               help="Epochs of every student, efficiency runs included (default 60 and 40; --full 100).")
 @click.option("--budget-min", type=click.FloatRange(min=0), default=None,
-              help="Minutes the demo may take (default 11.5: make demo's 15 less a fresh install; 0: no limit; off "
+              help="Minutes the demo may take (default 11: make demo's 15 less a fresh install; 0: no limit; off "
                    "with --student-epochs or --full). The teachers' speed on this machine predicts the rest: on a "
                    "slow one the efficiency curves are skipped first, then the students train fewer epochs (not "
                    "under 20), and the report says so.")
