@@ -55,6 +55,7 @@ def print_tables(con: Console, result: LoopResult, world: World, locdet: Mapping
     con.print(_rich(teacher_table(result), "teachers (trained on the target's train split)"))
     con.print(_rich(rp.filter_table(result), "filter quality against the world's truth (label is right)"))
     con.print(_rich(rp.table_one(result.runs), "Table 1: test top-1 without / with web data, mean ± std (seeds)"))
+    con.print(f"  {web_images_line(result.web_images)}", highlight=False)
     for line in rp.verdicts(result.runs):
         con.print(f"  {line}", highlight=False)
     pairs = rp.pair_table(result.runs, _pairs(world), world.classes)
@@ -65,6 +66,13 @@ def print_tables(con: Console, result: LoopResult, world: World, locdet: Mapping
         con.print(efficiency_table(result.efficiency))
     con.print(f"FineGym export: {gym['events']} events, {gym['elements']} elements -> "
               f"{Path(gym['files'][0]).parent}", highlight=False)
+
+
+def web_images_line(web_images: str) -> str:
+    """Which students the web images (still pseudo-videos) went to (LoopSpec.web_images)."""
+    return "web images go to " + {"2d": "the 2D frame students only; the others train on the web videos",
+                                  "all": "every student, pooled with the web videos",
+                                  "none": "no student; every student trains on the web videos"}[web_images]
 
 
 def _figures(result: LoopResult, out: Path) -> dict[str, Any]:
@@ -105,7 +113,8 @@ def report(path: Path, result: LoopResult, world: World, out: Path, locdet: Mapp
                "filter": f"crawl's clean rate {base:.3f}; " + "; ".join(
                    f"round {i}: precision {r['quality']['precision']:.3f}, recall {r['quality']['recall']:.3f}"
                    for i, r in enumerate(result.rounds, 1)),
-               "students": f"{len(runs)} runs, seeds {sorted(runs['seed'].unique().tolist())}",
+               "students": f"{len(runs)} runs, seeds {sorted(runs['seed'].unique().tolist())}; "
+                           + web_images_line(result.web_images),
                "time": f"{seconds:.0f} s; " + ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())
                + (f"; {result.budget}" if result.budget else "")}
     pairs = rp.pair_table(runs, _pairs(world), world.classes)
@@ -122,7 +131,8 @@ def report(path: Path, result: LoopResult, world: World, out: Path, locdet: Mapp
                                            for p in figs.get(f"scores{i}", [])) + "</div>",
             rp._img(figs["extremes"], "round 1: highest and lowest teacher scores per class")]),
         ("Table 1: without vs with web data (test top-1, mean ± std over seeds)", [
-            rp._table(rp.table_one(runs), "table1"), rp.verdict_list(rp.verdicts(runs))]),
+            rp._table(rp.table_one(runs), "table1"), f"<p>{web_images_line(result.web_images)}.</p>",
+            rp.verdict_list(rp.verdicts(runs))]),
         ("Classes that differ only in temporal order", [
             "<p>Accuracy on test clips of each pair, counted over predictions that fall inside the pair "
             "(chance 0.5): 2D TSN averages frames and cannot see order; 3D models can.</p>",

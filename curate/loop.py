@@ -47,6 +47,9 @@ class LoopSpec:
     lr: float = 3e-3                 # 1e-2: SlowOnly target-only 0.45 +- 0.13 over 3 seeds; 3e-3: 0.51 +- 0.02
     web_share: float = 1.0           # web clips per target clip in every batch, images and videos pooled (one source
                                      # per media at the same compute, 4 + 4 clips: filtered SlowOnly 0.511 -> 0.438)
+    web_images: str = "2d"           # which students take web images (still pseudo-videos): 'all', '2d' (frame models
+                                     # only; the others train on web videos) or 'none'. SlowOnly, 5 seeds: pooled
+                                     # filtered web 0.417, filtered web videos only 0.64 (target only 0.47)
     keep: KeepRules = KeepRules(match=True, match_k=2)   # top-1 only: recall 0.47 at precision 0.92; top-2: 0.70 / 0.89
     dedup_threshold: float = 0.6     # pixel-thumbnail cosine: planted copies 0.60-0.99, distinct items <= 0.58
     untrimmed_over_s: float = 4.0    # longer web videos are cut into clips
@@ -144,10 +147,24 @@ def usable_web(df: pd.DataFrame) -> pd.DataFrame:
     return df[ok].reset_index(drop=True)
 
 
+WEB_IMAGES = ("all", "2d", "none")
+
+
+def student_web(corpus: pd.DataFrame, model_type: str, web_images: str) -> pd.DataFrame:
+    """The web rows a student of this recognizer type trains on: web_images 'all' pools stills and videos, '2d' keeps
+    the stills for frame models (Recognizer2D) only, 'none' drops them for every student."""
+    if web_images not in WEB_IMAGES:
+        raise ValueError(f"web_images must be one of {list(WEB_IMAGES)}, got {web_images!r}")
+    if web_images == "all" or (web_images == "2d" and model_type == "Recognizer2D"):
+        return corpus
+    return corpus[corpus["media"] != "image"].reset_index(drop=True)
+
+
 def jobs_for(world: World, web_root: Path, out: Path, spec: LoopSpec, corpora: Mapping[str, pd.DataFrame | None],
              models: Sequence[str], seeds: Sequence[int], epochs: int) -> list[tuple[str, str, int, RunJob]]:
     """(condition, model, seed, job) for every corpus x model x seed: the target's train split plus the corpus (None:
-    target only), scored on val and test with predictions kept."""
+    target only; its stills only for the students spec.web_images gives them to), scored on val and test with
+    predictions kept."""
     from curate.efficiency import run_config
 
     tdf = mf.read(world.target_manifest)
@@ -155,11 +172,13 @@ def jobs_for(world: World, web_root: Path, out: Path, spec: LoopSpec, corpora: M
     whole = Source("eval", tdf, root=world.root)
     jobs = []
     for cond, corpus in corpora.items():
-        srcs = [target] + ([Source("web", corpus, share=spec.web_share, root=web_root)] if corpus is not None else [])
         for model in models:
             for seed in seeds:
                 cfg = run_config(model, spec.tiny, epochs, spec.batch_size, spec.lr, spec.size, seed, None,
                                  {"scale": spec.scale})
+                srcs = [target] + ([] if corpus is None else [Source(
+                    "web", student_web(corpus, cfg["model"]["type"], spec.web_images), share=spec.web_share,
+                    root=web_root)])
                 run_dir = out / _slug(cond) / f"{Path(model).stem}_s{seed}"
                 jobs.append((cond, model, seed, RunJob(run_dir, cfg, srcs, whole, ("test", "val"), True, spec.device)))
     return jobs
@@ -254,6 +273,7 @@ class LoopResult:
     efficiency: pd.DataFrame | None
     seconds: dict[str, float] = field(default_factory=dict)
     budget: str | None = None                  # what the time budget changed (fit_budget), if anything
+    web_images: str = "2d"                     # which students took the web images (LoopSpec.web_images)
 
 
 def run_loop(world: World, web_url: str, out: Path, spec: LoopSpec = LoopSpec(),
@@ -338,7 +358,7 @@ def run_loop(world: World, web_url: str, out: Path, spec: LoopSpec = LoopSpec(),
                                 batch_size=spec.batch_size, lr=spec.lr, size=spec.size, data={"scale": spec.scale},
                                 device=spec.device, workers=spec.workers)
         lap("efficiency")
-    return LoopResult(web, deduped, rounds, teachers, runs, dedup, eff, clock, budget)
+    return LoopResult(web, deduped, rounds, teachers, runs, dedup, eff, clock, budget, spec.web_images)
 
 
 def filter_round(deduped: pd.DataFrame, web_root: Path, path: Path, ckpts: Mapping[str, Sequence[str]],

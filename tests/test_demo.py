@@ -87,6 +87,13 @@ def test_the_loop_prints_table_one_and_filter_quality(loop):
     # 2 models x 4 conditions x 2 seeds, each scored on test and val, each folder with its checkpoint
     results = sorted((out / "students").glob("*/*/result.json"))
     assert len(results) == 16 and all((p.parent / "last.pt").exists() for p in results)
+    # web images (still pseudo-videos) go to the 2D students only; SlowOnly trains on the web videos
+    media = mf.read(out / "manifests" / "web_round1.parquet").set_index("item_id")["media"]   # with the cut clips
+    for cond in ("web_unfiltered", "web_filtered_round_1"):
+        took = {m: set(media.reindex((out / "students" / cond / f"{m}_s0" / "web_items.txt").read_text().split()))
+                for m in ("tsn_r50", "slowonly_r50")}
+        assert took["tsn_r50"] >= {"image", "video"} and took["slowonly_r50"] == {"video"}, (cond, took)
+    assert "web images go to the 2D frame students only" in text
     # the filter's decisions are real rejections with reasons, and the clips cut from untrimmed videos have parents
     r1 = mf.read(out / "manifests" / "web_round1.parquet")
     rejected = r1[r1["status"] == "rejected"]

@@ -38,6 +38,9 @@ DEFAULT_BUDGET_MIN = 11.0   # make demo's 15 minutes less a fresh install (venv,
 @click.option("--teacher-epochs", type=int, default=None, help="Epochs of the two teachers (default 150; --full 300).")
 @click.option("--student-epochs", type=int, default=None,
               help="Epochs of every student, efficiency runs included (default 60 and 40; --full 100).")
+@click.option("--web-images", type=click.Choice(["2d", "all", "none"]), default="2d", show_default=True,
+              help="Which students train on the web images (as still pseudo-videos): 2d = the frame models (TSN) "
+                   "only, the others take the web videos; all = every student pools images and videos.")
 @click.option("--budget-min", type=click.FloatRange(min=0), default=None,
               help="Minutes the demo may take (default 11: make demo's 15 less a fresh install; 0: no limit; off "
                    "with --student-epochs or --full). The teachers' speed on this machine predicts the rest: on a "
@@ -58,7 +61,7 @@ DEFAULT_BUDGET_MIN = 11.0   # make demo's 15 minutes less a fresh install (venv,
 @click.option("--device", default=None, help="cpu, cuda, ... (default: cuda when present).")
 def demo(out: Path, num_classes: int, seed: int, workers: int | None, seeds: int, rounds: int,
          teacher_epochs: int | None,
-         student_epochs: int | None, budget_min: float | None, localize: bool, with_efficiency: bool, world_only: bool, full: bool,
+         student_epochs: int | None, web_images: str, budget_min: float | None, localize: bool, with_efficiency: bool, world_only: bool, full: bool,
          students: str, device: str | None) -> None:
     """Run the OmniSource loop on the embedded demo world and write OUT/report.html.
 
@@ -77,7 +80,8 @@ def demo(out: Path, num_classes: int, seed: int, workers: int | None, seeds: int
     con = Console()
     t0 = time.perf_counter()
     # bad options fail before any work
-    spec = _spec(full, seeds, teacher_epochs, student_epochs, workers, device, students, rounds, budget_min)
+    spec = _spec(full, seeds, teacher_epochs, student_epochs, workers, device, students, rounds, budget_min,
+                 web_images)
     size = {"num_classes": 17, "train_per_class": 16, "val_per_class": 32, "test_per_class": 48} if full else {}
     try:
         world = _generate(out / "world", size.pop("num_classes", num_classes), seed, workers, con, **size)
@@ -103,12 +107,13 @@ def demo(out: Path, num_classes: int, seed: int, workers: int | None, seeds: int
 
 
 def _spec(full: bool, seeds: int, teacher_epochs: int | None, student_epochs: int | None, workers: int | None,
-          device: str | None, students: str = "", rounds: int = 2, budget_min: float | None = None):
+          device: str | None, students: str = "", rounds: int = 2, budget_min: float | None = None,
+          web_images: str = "2d"):
     from curate.loop import LoopSpec, family
 
     if seeds < 1:
         raise click.BadParameter("give at least one seed", param_hint="--seeds")
-    knobs = {"seeds": tuple(range(seeds)), "device": device, "rounds": rounds}
+    knobs = {"seeds": tuple(range(seeds)), "device": device, "rounds": rounds, "web_images": web_images}
     extra = [m.strip() for m in students.split(",") if m.strip()]
     unknown = sorted(set(extra) - set(family()))
     if unknown:
