@@ -4,6 +4,8 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 FAULT_KINDS = ("429", "500", "reset", "slow", "truncate", "html")
@@ -65,8 +67,21 @@ class Stats:
     """Thread-safe counters: requests per target, full-body media deliveries per target, faults and statuses."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.reset()
+        self._lock = threading.Condition()
+        self._busy = 0   # requests being handled: a snapshot waits for them (a client may read its last byte and ask
+        self.reset()     # for /_stats before the server thread has counted the delivery)
+
+    @contextmanager
+    def handling(self) -> Iterator[None]:
+        """Around the handling of one request."""
+        with self._lock:
+            self._busy += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._busy -= 1
+                self._lock.notify_all()
 
     def reset(self) -> None:
         with self._lock:
@@ -94,8 +109,10 @@ class Stats:
                 self.completed[completed] += 1
             self.bytes_sent += sent
 
-    def snapshot(self) -> dict:
+    def snapshot(self, settle_s: float = 2.0) -> dict:
+        """The counters once the requests in flight are done (waiting at most settle_s for them)."""
         with self._lock:
+            self._lock.wait_for(lambda: self._busy == 0, timeout=settle_s)
             return {"total_requests": sum(self.requests.values()), "requests": dict(self.requests),
                     "completed": dict(self.completed), "faults": dict(self.faults), "status": dict(self.status),
                     "bytes_sent": self.bytes_sent}

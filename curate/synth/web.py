@@ -120,13 +120,14 @@ class Handler(BaseHTTPRequestHandler):
             if "reset" in query:
                 self.server.stats.reset()
             return self._send(200, json.dumps(stats).encode(), "application/json", count=False)
-        attempt = self.server.stats.attempt(self.path)
-        try:
-            self.fault = forced(query, attempt) or self.server.faults.pick(self.path, attempt)
-            self._route(path, query)
-        except ValueError as exc:
-            self.fault = None
-            self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
+        with self.server.stats.handling():
+            attempt = self.server.stats.attempt(self.path)
+            try:
+                self.fault = forced(query, attempt) or self.server.faults.pick(self.path, attempt)
+                self._route(path, query)
+            except ValueError as exc:
+                self.fault = None
+                self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
 
     def _route(self, path: str, query: dict[str, list[str]]) -> None:
         site = self.server.site
