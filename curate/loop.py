@@ -49,7 +49,7 @@ class LoopSpec:
                                      # per media at the same compute, 4 + 4 clips: filtered SlowOnly 0.511 -> 0.438)
     web_images: str = "2d"           # which students take web images (still pseudo-videos): 'all', '2d' (frame models
                                      # only; the others train on web videos) or 'none'. SlowOnly, 5 seeds: pooled
-                                     # filtered web 0.417, filtered web videos only 0.64 (target only 0.47)
+                                     # filtered web 0.417, filtered web videos only 0.628 (target only 0.472)
     keep: KeepRules = KeepRules(match=True, match_k=2)   # top-1 only: recall 0.47 at precision 0.92; top-2: 0.70 / 0.89
     dedup_threshold: float = 0.6     # pixel-thumbnail cosine: planted copies 0.60-0.99, distinct items <= 0.58
     untrimmed_over_s: float = 4.0    # longer web videos are cut into clips

@@ -55,8 +55,8 @@ def test_a_window_row_is_read_inside_its_segment_and_a_trimmed_clip_whole(counte
 
 
 def test_training_samples_depend_only_on_their_key_and_the_cache_changes_nothing(counter):
-    train = [{"type": "SampleFrames", "clip_len": 4, "frame_interval": 2, "num_clips": 2}, {"type": "Resize", "scale": 24},
-             {"type": "RandomResizedCrop", "size": 16}, {"type": "Flip"}, {"type": "Normalize"},
+    train = [{"type": "SampleFrames", "clip_len": 4, "frame_interval": 2, "num_clips": 2},
+             {"type": "Resize", "scale": 24}, {"type": "RandomResizedCrop", "size": 16}, {"type": "Flip"}, {"type": "Normalize"},
              {"type": "FormatShape", "input_format": "NCTHW"}]
     plain = ClipDataset(rows(), counter, {None: build_pipeline(train)})
     cached = ClipDataset(rows(), counter, {None: build_pipeline(train)}, cache_bytes=1 << 24)

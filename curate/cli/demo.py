@@ -60,9 +60,9 @@ DEFAULT_BUDGET_MIN = 11.0   # make demo's 15 minutes less a fresh install (venv,
                    "i3d_r50,r2plus1d_r34: their temporal-order pair accuracy lands in the tables); --full takes all.")
 @click.option("--device", default=None, help="cpu, cuda, ... (default: cuda when present).")
 def demo(out: Path, num_classes: int, seed: int, workers: int | None, seeds: int, rounds: int,
-         teacher_epochs: int | None,
-         student_epochs: int | None, web_images: str, budget_min: float | None, localize: bool, with_efficiency: bool, world_only: bool, full: bool,
-         students: str, device: str | None) -> None:
+         teacher_epochs: int | None, student_epochs: int | None, web_images: str, budget_min: float | None,
+         localize: bool, with_efficiency: bool, world_only: bool, full: bool, students: str, device: str | None
+         ) -> None:
     """Run the OmniSource loop on the embedded demo world and write OUT/report.html.
 
     \b
