@@ -221,15 +221,15 @@ class ClipDataset(torch.utils.data.Dataset):
         inds = np.asarray(r["frame_inds"]) + item.first
         if not self.cache_bytes:
             return pipeline.finish(r, media.read_frames(item.path, inds), rng)
-        fixed, rest = pipeline.split_fixed()   # the segment is cached already resized
-        seg = CACHE.get(("video", item.path, item.first, count, repr(fixed.steps)),
+        fixed, rest, key = pipeline.split_fixed   # the segment is cached already resized
+        seg = CACHE.get(("video", item.path, item.first, count, key),
                         lambda: fixed.prepare(media.read_frames(item.path, range(item.first, item.first + count))))
         return rest.finish(r, seg[inds - item.first], rng)
 
     def _image(self, item: Item, pipeline: Pipeline, rng: np.random.Generator) -> np.ndarray:
         if self.cache_bytes and self.pseudo != "moving":   # static / frame: resizing the image = resizing each copy
-            fixed, pipeline = pipeline.split_fixed()
-            image = CACHE.get(("image", item.path, repr(fixed.steps)),
+            fixed, pipeline, key = pipeline.split_fixed
+            image = CACHE.get(("image", item.path, key),
                               lambda: fixed.prepare(media.read_image(item.path)[None])[0])
         elif self.cache_bytes:
             image = CACHE.get(("image", item.path), lambda: media.read_image(item.path))

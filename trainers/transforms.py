@@ -10,6 +10,7 @@ rng is the sample's own generator, so augmentation is reproducible and independe
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -300,13 +301,15 @@ class Pipeline:
             r = step.apply(r, rng)
         return r["input"]
 
-    def split_fixed(self) -> tuple["Pipeline", "Pipeline"]:
-        """(the leading Resize steps, which treat every frame alike and draw nothing at random; the rest): a dataset
-        may run the first on a whole decoded segment once and cache the result."""
+    @functools.cached_property
+    def split_fixed(self) -> tuple["Pipeline", "Pipeline", str]:
+        """(the leading Resize steps, which treat every frame alike and draw nothing at random; the rest; a cache key
+        naming the first): a dataset may run the first on a whole decoded segment once and cache the result."""
         k = 0
         while k < len(self.steps) and isinstance(self.steps[k], Resize):
             k += 1
-        return dataclasses.replace(self, steps=self.steps[:k]), dataclasses.replace(self, steps=self.steps[k:])
+        return (dataclasses.replace(self, steps=self.steps[:k]), dataclasses.replace(self, steps=self.steps[k:]),
+                repr(self.steps[:k]))
 
     def prepare(self, frames: np.ndarray) -> np.ndarray:
         """Frames [F, H, W, 3] through this pipeline's steps (fixed ones only: no rng, no FormatShape)."""
