@@ -143,10 +143,10 @@ def report(path: Path, result: LoopResult, world: World, out: Path, locdet: Mapp
             + ", ".join(Path(f).name for f in gym["files"]) + "</p>"]),
         ("Learning curves and confusion matrices", _runs_figures(result)),
     ]
-    if result.efficiency is not None:
+    if result.efficiency is not None and result.efficiency_dir is not None:
         from curate.efficiency import gains
 
-        eff = out / "efficiency" / "efficiency.png"
+        eff = result.efficiency_dir / "efficiency.png"
         sections.append(("Data efficiency", [rp._img(eff), rp._table(gains(result.efficiency).round(4), "efficiency")]))
     if locdet:
         b, d = locdet["bmn"], locdet["detector"]

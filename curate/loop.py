@@ -164,7 +164,8 @@ def jobs_for(world: World, web_root: Path, out: Path, spec: LoopSpec, corpora: M
              models: Sequence[str], seeds: Sequence[int], epochs: int) -> list[tuple[str, str, int, RunJob]]:
     """(condition, model, seed, job) for every corpus x model x seed: the target's train split plus the corpus (None:
     target only; its stills only for the students spec.web_images gives them to), scored on val and test with
-    predictions kept."""
+    predictions kept. Run folders are named by the knobs a rerun may change (epochs, web_images), so a rerun with
+    other values trains next to the old runs and reuses everything else."""
     from curate.efficiency import run_config
 
     tdf = mf.read(world.target_manifest)
@@ -179,7 +180,8 @@ def jobs_for(world: World, web_root: Path, out: Path, spec: LoopSpec, corpora: M
                 srcs = [target] + ([] if corpus is None else [Source(
                     "web", student_web(corpus, cfg["model"]["type"], spec.web_images), share=spec.web_share,
                     root=web_root)])
-                run_dir = out / _slug(cond) / f"{Path(model).stem}_s{seed}"
+                images = "" if corpus is None or spec.web_images == "2d" else f"_images-{spec.web_images}"
+                run_dir = out / _slug(cond) / f"{Path(model).stem}_e{epochs}{images}_s{seed}"
                 jobs.append((cond, model, seed, RunJob(run_dir, cfg, srcs, whole, ("test", "val"), True, spec.device)))
     return jobs
 
@@ -274,6 +276,7 @@ class LoopResult:
     seconds: dict[str, float] = field(default_factory=dict)
     budget: str | None = None                  # what the time budget changed (fit_budget), if anything
     web_images: str = "2d"                     # which students took the web images (LoopSpec.web_images)
+    efficiency_dir: Path | None = None         # where the efficiency curves' runs and plot are
 
 
 def run_loop(world: World, web_url: str, out: Path, spec: LoopSpec = LoopSpec(),
@@ -345,7 +348,7 @@ def run_loop(world: World, web_url: str, out: Path, spec: LoopSpec = LoopSpec(),
         runs = pd.concat([runs, run_table(jobs, spec.workers, said)], ignore_index=True)
         lap(f"students round {rnd}")
 
-    eff = None
+    eff, eff_dir = None, None
     if efficiency:
         from curate.efficiency import efficiency_curves
 
@@ -353,12 +356,13 @@ def run_loop(world: World, web_url: str, out: Path, spec: LoopSpec = LoopSpec(),
         kept = usable_web(rounds[0]["manifest"])
         by_media = {name: Source(name, kept[kept["media"] == m].reset_index(drop=True), root=web_root)
                     for name, m in (("images", "image"), ("videos", "video"))}
-        eff = efficiency_curves(world.target_manifest, by_media, out / "efficiency", model=spec.efficiency_model,
+        eff_dir = out / "efficiency" / f"{Path(spec.efficiency_model).stem}_e{spec.efficiency_epochs}"
+        eff = efficiency_curves(world.target_manifest, by_media, eff_dir, model=spec.efficiency_model,
                                 tiny=spec.tiny, fractions=spec.fractions, epochs=spec.efficiency_epochs,
                                 batch_size=spec.batch_size, lr=spec.lr, size=spec.size, data={"scale": spec.scale},
                                 device=spec.device, workers=spec.workers)
         lap("efficiency")
-    return LoopResult(web, deduped, rounds, teachers, runs, dedup, eff, clock, budget, spec.web_images)
+    return LoopResult(web, deduped, rounds, teachers, runs, dedup, eff, clock, budget, spec.web_images, eff_dir)
 
 
 def filter_round(deduped: pd.DataFrame, web_root: Path, path: Path, ckpts: Mapping[str, Sequence[str]],

@@ -90,7 +90,7 @@ def test_the_loop_prints_table_one_and_filter_quality(loop):
     # web images (still pseudo-videos) go to the 2D students only; SlowOnly trains on the web videos
     media = mf.read(out / "manifests" / "web_round1.parquet").set_index("item_id")["media"]   # with the cut clips
     for cond in ("web_unfiltered", "web_filtered_round_1"):
-        took = {m: set(media.reindex((out / "students" / cond / f"{m}_s0" / "web_items.txt").read_text().split()))
+        took = {m: set(media.reindex((out / "students" / cond / f"{m}_e1_s0" / "web_items.txt").read_text().split()))
                 for m in ("tsn_r50", "slowonly_r50")}
         assert took["tsn_r50"] >= {"image", "video"} and took["slowonly_r50"] == {"video"}, (cond, took)
     assert "web images go to the 2D frame students only" in text
@@ -145,6 +145,19 @@ def test_report_is_self_contained_and_renders_in_chromium(loop, tmp_path):
     image = cv2.imread(str(shot))
     assert image is not None and image.shape[:2] == (2400, 1280)
     assert image.std() > 20     # tables and plots drawn, not a blank page
+
+
+def test_a_rerun_with_other_student_epochs_trains_beside_the_old_runs_and_reuses_the_rest(loop):
+    out, _ = loop
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("last.pt")}
+    args = [*LOOP, "--seeds", "1", "--rounds", "1", "--student-epochs", "2", "--no-efficiency"]
+    again = CliRunner().invoke(cli, ["demo", "--out", str(out), *args])
+    assert again.exit_code == 0, again.output
+    assert again.output.count("(done before)") == 2                        # the two teachers
+    new = sorted((out / "students").glob("*/*_e2_s0/last.pt"))
+    assert len(new) == 6 and not set(new) & set(stamps)                     # 3 conditions x 2 models, all new
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps              # the epoch-1 runs untouched
+    assert "crawl: 0 fetched" in again.output                               # nothing downloaded again
 
 
 def test_the_time_budget_drops_the_curves_first_then_shrinks_the_students_as_far_as_it_must():

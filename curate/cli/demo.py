@@ -74,8 +74,9 @@ def demo(out: Path, num_classes: int, seed: int, workers: int | None, seeds: int
     6. students with and without the (un)filtered web data, over --seeds seeds; test top-1 (Table 1)
     7. the best students become the teachers of round 2 (and so on, --rounds): re-filter, train students again
     8. efficiency curves, BMN + detector, the world's hierarchy in FineGym format, report.html
-    A rerun reuses every finished step. With the defaults: 627 s on a 2-core Intel Xeon; a 2-core AMD EPYC
-    trains at half that speed and fits the budget with fewer student epochs.
+    A rerun reuses every finished step (students of other epochs train beside the old ones). With the defaults:
+    627 s on a 2-core Intel Xeon; a 2-core AMD EPYC trains at half that speed and fits the budget with fewer student
+    epochs.
     """
     con = Console()
     t0 = time.perf_counter()
