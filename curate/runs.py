@@ -52,19 +52,29 @@ def write_json(path: Path, obj: Mapping[str, Any]) -> None:
     write_text(path, json.dumps(obj, indent=1, default=str))
 
 
-def train_and_test(job: RunJob, console: Console | None = None, progress: bool = False) -> tuple[dict[str, Any], bool]:
-    """Train + score one job (or read it back when finished): (result row, whether it was reused)."""
-    run_dir, con = Path(job.run_dir), console or Console(quiet=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    key = run_key(job.cfg, job.sources)
+def finished(job: RunJob, key: str | None = None) -> dict[str, Any] | None:
+    """The result row of a job whose folder holds it finished (None when not); a folder holding another run is an
+    error."""
+    run_dir = Path(job.run_dir)
     spec, done = run_dir / "run.json", run_dir / "result.json"
-    if spec.exists() and json.loads(spec.read_text())["key"] != key:
+    if spec.exists() and json.loads(spec.read_text())["key"] != (key or run_key(job.cfg, job.sources)):
         raise ConfigError(f"{run_dir} holds a run with other settings or rows; use another output folder")
     if done.exists():
         row = json.loads(done.read_text())
         if (run_dir / row["checkpoint"]).exists():
-            return row, True
-    write_json(spec, {"key": key, "sources": [s.describe() for s in job.sources]})
+            return row
+    return None
+
+
+def train_and_test(job: RunJob, console: Console | None = None, progress: bool = False) -> tuple[dict[str, Any], bool]:
+    """Train + score one job (or read it back when finished): (result row, whether it was reused)."""
+    run_dir, con = Path(job.run_dir), console or Console(quiet=True)
+    key = run_key(job.cfg, job.sources)
+    row = finished(job, key)
+    if row is not None:
+        return row, True
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "run.json", {"key": key, "sources": [s.describe() for s in job.sources]})
     for web in job.sources[1:]:   # which auxiliary rows this run added, one item_id a line
         (run_dir / f"{web.name}_items.txt").write_text("".join(f"{i}\n" for i in web.manifest["item_id"]))
     result = train(job.cfg, job.sources, run_dir, resume=(run_dir / "last.pt").exists(), device=job.device,
@@ -81,7 +91,7 @@ def train_and_test(job: RunJob, console: Console | None = None, progress: bool =
     row = {"top1": float(head["top1"]), "mean_class_acc": float(head["mean_class_acc"]),
            "test_clips": int(head["n"]), "seconds": round(seconds, 3), "checkpoint": result.last.name,
            "metrics": metrics}
-    write_json(done, row)
+    write_json(run_dir / "result.json", row)
     return row, False
 
 
@@ -97,18 +107,24 @@ def _job_in_worker(job: RunJob) -> tuple[dict[str, Any], bool]:
 
 def run_jobs(jobs: Sequence[RunJob], workers: int = 1,
              on_done: Callable[[int, dict[str, Any], bool], None] | None = None) -> list[dict[str, Any]]:
-    """Every job's result row, in job order. workers > 1: that many spawned processes of one torch thread each;
-    on_done(index, row, reused) is called as each finishes. The first failure is raised after the others stop."""
-    rows: list[dict[str, Any] | None] = [None] * len(jobs)
-    if workers <= 1 or len(jobs) <= 1:
-        for i, job in enumerate(jobs):
-            rows[i], reused = train_and_test(job)
+    """Every job's result row, in job order. workers > 1: that many spawned processes of one torch thread each
+    (none when every job is finished already); on_done(index, row, reused) is called as each finishes. The first
+    failure is raised after the others stop."""
+    rows: list[dict[str, Any] | None] = [finished(job) for job in jobs]
+    todo = [i for i, row in enumerate(rows) if row is None]
+    if on_done:
+        for i, row in enumerate(rows):
+            if row is not None:
+                on_done(i, row, True)
+    if workers <= 1 or len(jobs) <= 1 or not todo:   # the layout does not depend on what is left: a resumed run
+        for i in todo:                                  # computes as an uninterrupted one
+            rows[i], reused = train_and_test(jobs[i])
             if on_done:
                 on_done(i, rows[i], reused)
         return rows  # type: ignore[return-value]
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx, initializer=_one_thread) as pool:
-        futures = {pool.submit(_job_in_worker, job): i for i, job in enumerate(jobs)}
+    with ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx, initializer=_one_thread) as pool:
+        futures = {pool.submit(_job_in_worker, jobs[i]): i for i in todo}
         try:
             for fut in as_completed(futures):
                 i = futures[fut]
