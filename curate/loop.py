@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import pandas as pd
 import yaml
 
 from curate import manifest as mf
+from curate.budget import fit_budget
 from curate.filter import KeepRules
 from curate.runs import RunJob, run_jobs
 from curate.synth import World
@@ -216,44 +217,6 @@ def pair_accuracy(run_dir: str | Path, pairs: Sequence[tuple[int, int]]) -> floa
     rows = pred[pred["label"].isin(list(partner))]
     inside = rows[(rows["pred"] == rows["label"]) | (rows["pred"] == rows["label"].map(partner))]
     return float((inside["pred"] == inside["label"]).mean()) if len(inside) else float("nan")
-
-
-MIN_EPOCHS = 20
-WEB_STEP_COST = 0.75   # a step with a web batch beside the target's costs 1 + 0.75 * web_share target-only steps
-                       # (measured: 1.45x for TSN, 1.8x for SlowOnly)
-OTHER_STAGES = 3.3     # world, crawl, teachers, filters, BMN + detector, report: about 3.3x the teachers' wall time
-                       # (measured 3.2x on a 2-core AMD EPYC; 2.4x on a 2-core Intel Xeon before resized segments
-                       # were cached, which made the teachers 15 % faster and the rest no faster)
-
-
-def fit_budget(spec: LoopSpec, teachers: pd.DataFrame, efficiency: bool = True) -> tuple[LoopSpec, bool, str | None]:
-    """(spec, efficiency, note) that fit spec.budget_s, predicted from the teachers' measured seconds per epoch on
-    this machine (column run_s; recorded, so a rerun decides the same): first the efficiency curves go, then the
-    student epochs shrink, never below MIN_EPOCHS (a machine too slow for that overruns the budget rather than
-    train students that learn nothing). note is None when everything fits as planned."""
-    if spec.budget_s is None:
-        return spec, efficiency, None
-    per_epoch = dict(zip(teachers["model"], teachers["run_s"] / spec.teacher_epochs))
-    slowest = max(per_epoch.values())
-    web = 1 + WEB_STEP_COST * spec.web_share
-    parallel = max(1, min(spec.workers, os.cpu_count() or 1))
-    students = sum(per_epoch.get(m, slowest) for m in spec.models) * len(spec.seeds) * (
-        1 + (spec.rounds + 1) * web) * spec.student_epochs / parallel
-    curves = per_epoch.get(spec.efficiency_model, slowest) * (
-        1 + 2 * len(spec.fractions) * web) * spec.efficiency_epochs / parallel if efficiency else 0.0
-    left = spec.budget_s - OTHER_STAGES * float(teachers["run_s"].max())
-    if students + curves <= left:
-        return spec, efficiency, None
-    speed = ", ".join(f"{Path(m).stem} {v:.2f}" for m, v in per_epoch.items())
-    note = (f"time budget {spec.budget_s:.0f} s: the teachers trained at {speed} s per epoch on this machine, "
-            f"which leaves {left:.0f} s for the students ({students:.0f} s planned)")
-    if efficiency:
-        note += f" and the efficiency curves ({curves:.0f} s planned): curves skipped"
-    if students > left:
-        epochs = max(MIN_EPOCHS, int(spec.student_epochs * max(0.0, left) / students))
-        note += f"; students {spec.student_epochs} -> {epochs} epochs"
-        spec = replace(spec, student_epochs=epochs)
-    return spec, False, note
 
 
 def best_runs(runs: pd.DataFrame, condition: str) -> dict[str, str]:

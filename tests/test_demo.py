@@ -162,7 +162,8 @@ def test_a_rerun_with_other_student_epochs_trains_beside_the_old_runs_and_reuses
 
 def test_the_time_budget_drops_the_curves_first_then_shrinks_the_students_as_far_as_it_must():
     from curate.cli.demo import _spec
-    from curate.loop import MIN_EPOCHS, LoopSpec, fit_budget
+    from curate.budget import MIN_EPOCHS, fit_budget
+    from curate.loop import LoopSpec
 
     spec = LoopSpec(workers=1, budget_s=1200.0)                 # one worker: the plan does not depend on the cores
     fast = pd.DataFrame({"model": ["tsn_r50", "slowonly_r50"], "run_s": [52.0, 58.0]})
