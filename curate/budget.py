@@ -47,4 +47,6 @@ def fit_budget(spec: LoopSpec, teachers: pd.DataFrame, efficiency: bool = True) 
         epochs = max(MIN_EPOCHS, int(spec.student_epochs * max(0.0, left) / students))
         note += f"; students {spec.student_epochs} -> {epochs} epochs"
         spec = replace(spec, student_epochs=epochs)
+    full = spec.budget_s - left + students + curves
+    note += f" (the whole plan: --budget-min 0, about {full / 60:.0f} minutes here)"
     return spec, False, note

@@ -177,6 +177,8 @@ def test_the_time_budget_drops_the_curves_first_then_shrinks_the_students_as_far
     assert not curves and "curves skipped" in note and f"students 60 -> {fit.student_epochs} epochs" in note
     assert planned(fit) <= left < planned(replace(fit, student_epochs=fit.student_epochs + 1))   # as many as fit
     assert fit.efficiency_epochs == spec.efficiency_epochs and fit.teacher_epochs == spec.teacher_epochs
+    curves_s = 133 / 150 * (1 + 2 * 3 * 1.75) * 40
+    assert f"--budget-min 0, about {(3.3 * 133 + planned(spec) + curves_s) / 60:.0f} minutes here" in note
 
     roomy = replace(spec, budget_s=3.3 * 133 + planned(spec) + 1)   # the students fit once the curves are gone
     fit, curves, note = fit_budget(roomy, slow)
