@@ -28,7 +28,7 @@ from rich.table import Table
 
 from curate import manifest as mf
 from curate.files import atomic_path, save_figure
-from curate.runs import RunJob, run_jobs
+from curate.runs import RunJob, WorkerPool, run_jobs
 from trainers.config import ConfigError
 from trainers.data import LabelSpace, find_data_root, usable_rows
 from trainers.inputs import data_overrides
@@ -114,14 +114,14 @@ def efficiency_curves(target: str | Path | pd.DataFrame, sources: Mapping[str, s
                       lr: float = 1e-2, size: int = 32, seed: int = 0, train_split: str = "train",
                       test_split: str = "test", data_root: str | Path | None = None,
                       schedule: Mapping[str, Any] | None = None, data: Mapping[str, Any] | None = None,
-                      device: str | None = None, console: Console | None = None, workers: int = 1
-                      ) -> pd.DataFrame:
+                      device: str | None = None, console: Console | None = None, workers: int = 1,
+                      pool: WorkerPool | None = None) -> pd.DataFrame:
     """Train the target-only student and one per (web source, fraction), test each on the target's test split, write
     efficiency.parquet and efficiency.png under out, and return the rows (columns SCHEMA). Sources are manifests (or
     Source objects for share/weight/power/pseudo); a DataFrame source's paths are relative to the target's root.
     Every run trains `epochs` on the train split without validation (the test split is the only score), with extra
     `schedule` and `data` knobs (trainers.inputs.data_overrides) over the defaults; `workers` runs train side by side
-    (curate.runs.run_jobs)."""
+    (curate.runs.run_jobs, in `pool` when given)."""
     out, con = Path(out), console or Console(quiet=True)
     fractions = parse_fractions(fractions)
     if not sources:
@@ -155,7 +155,7 @@ def efficiency_curves(target: str | Path | pd.DataFrame, sources: Mapping[str, s
         con.print(f"[{i + 1}/{len(plan)}] {name} x{f:g}: {cost['items']} web items, {cost['gigabytes']:.4f} GB -> "
                   f"top1 {row['top1']:.3f}" + (" (done before)" if reused else f" in {row['seconds']:.1f} s"))
 
-    results = run_jobs(jobs, workers, said)
+    results = run_jobs(jobs, workers, said, pool)
     records = [{"source": name, "fraction": f, **cost, "top1": row["top1"], "mean_class_acc": row["mean_class_acc"],
                 "seconds": row["seconds"], "run": str(run_dir.relative_to(out))}
                for (name, f, run_dir, _, cost), row in zip(plan, results)]

@@ -18,7 +18,7 @@ import yaml
 from curate import manifest as mf
 from curate.budget import fit_budget
 from curate.filter import KeepRules
-from curate.runs import RunJob, run_jobs
+from curate.runs import RunJob, WorkerPool, run_jobs
 from curate.synth import World
 from trainers.sources import Source
 
@@ -192,14 +192,14 @@ def _slug(text: str) -> str:
 
 
 def run_table(jobs: Sequence[tuple[str, str, int, RunJob]], workers: int,
-              said: Callable[[str], None] = lambda line: None) -> pd.DataFrame:
+              said: Callable[[str], None] = lambda line: None, pool: WorkerPool | None = None) -> pd.DataFrame:
     """Run every job (side by side) and return one row per run: condition, model, seed, test and val metrics."""
     def done(i: int, row: dict, reused: bool) -> None:
         cond, model, seed, _ = jobs[i]
         said(f"{cond} / {model} seed {seed}: test top1 {row['top1']:.3f}"
              + (" (done before)" if reused else f" in {row['seconds']:.0f} s"))
 
-    rows = run_jobs([j for *_, j in jobs], workers, done)
+    rows = run_jobs([j for *_, j in jobs], workers, done, pool)
     return pd.DataFrame([{"condition": c, "model": m, "seed": s, "run": str(j.run_dir), "run_s": r["seconds"],
                           **_flat(r["metrics"])}
                          for (c, m, s, j), r in zip(jobs, rows)])
@@ -244,8 +244,9 @@ class LoopResult:
 
 def run_loop(world: World, web_url: str, out: Path, spec: LoopSpec = LoopSpec(),
              stage: Callable[[str], None] = lambda name: None, said: Callable[[str], None] = lambda line: None,
-             efficiency: bool = True) -> LoopResult:
-    """The whole loop; stage(name) announces each stage, said(line) reports a finished step."""
+             efficiency: bool = True, pool: WorkerPool | None = None) -> LoopResult:
+    """The whole loop; stage(name) announces each stage, said(line) reports a finished step; the training runs of
+    every stage go to `pool` when given (else each stage starts its own workers)."""
     import time
 
     from curate.crawl import crawl
@@ -281,7 +282,7 @@ def run_loop(world: World, web_url: str, out: Path, spec: LoopSpec = LoopSpec(),
     stage("teachers")
     tjobs = jobs_for(world, web_root, out / "teachers", spec, {TARGET_ONLY: None}, spec.models[:2], (0,),
                      spec.teacher_epochs)
-    teachers = run_table(tjobs, spec.workers, said)
+    teachers = run_table(tjobs, spec.workers, said, pool)
     first = {m: str(Path(r) / "last.pt") for m, r in zip(teachers["model"], teachers["run"])}
     lap("teachers")
     spec, efficiency, budget = fit_budget(spec, teachers, efficiency)
@@ -308,7 +309,7 @@ def run_loop(world: World, web_url: str, out: Path, spec: LoopSpec = LoopSpec(),
         corpora = ({TARGET_ONLY: None, UNFILTERED: usable_web(deduped), filtered(1): usable_web(r["manifest"])}
                    if rnd == 1 else {filtered(rnd): usable_web(r["manifest"])})
         jobs = jobs_for(world, web_root, out / "students", spec, corpora, spec.models, spec.seeds, spec.student_epochs)
-        runs = pd.concat([runs, run_table(jobs, spec.workers, said)], ignore_index=True)
+        runs = pd.concat([runs, run_table(jobs, spec.workers, said, pool)], ignore_index=True)
         lap(f"students round {rnd}")
 
     eff, eff_dir = None, None
@@ -323,7 +324,7 @@ def run_loop(world: World, web_url: str, out: Path, spec: LoopSpec = LoopSpec(),
         eff = efficiency_curves(world.target_manifest, by_media, eff_dir, model=spec.efficiency_model,
                                 tiny=spec.tiny, fractions=spec.fractions, epochs=spec.efficiency_epochs,
                                 batch_size=spec.batch_size, lr=spec.lr, size=spec.size, data={"scale": spec.scale},
-                                device=spec.device, workers=spec.workers)
+                                device=spec.device, workers=spec.workers, pool=pool)
         lap("efficiency")
     return LoopResult(web, deduped, rounds, teachers, runs, dedup, eff, clock, budget, spec.web_images, eff_dir)
 

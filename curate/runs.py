@@ -95,6 +95,35 @@ def train_and_test(job: RunJob, console: Console | None = None, progress: bool =
     return row, False
 
 
+class WorkerPool:
+    """`workers` spawned processes of one torch thread each, started on first use and kept for every run_jobs call
+    given this pool (a loop of several stages pays the start, ~6 s on 2 cores, once); a context manager."""
+
+    def __init__(self, workers: int):
+        self.workers, self._executor = workers, None
+
+    @property
+    def started(self) -> bool:
+        return self._executor is not None
+
+    def executor(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=_one_thread)
+        return self._executor
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def _one_thread() -> None:
     import torch
 
@@ -106,10 +135,11 @@ def _job_in_worker(job: RunJob) -> tuple[dict[str, Any], bool]:
 
 
 def run_jobs(jobs: Sequence[RunJob], workers: int = 1,
-             on_done: Callable[[int, dict[str, Any], bool], None] | None = None) -> list[dict[str, Any]]:
+             on_done: Callable[[int, dict[str, Any], bool], None] | None = None,
+             pool: WorkerPool | None = None) -> list[dict[str, Any]]:
     """Every job's result row, in job order. workers > 1: that many spawned processes of one torch thread each
-    (none when every job is finished already); on_done(index, row, reused) is called as each finishes. The first
-    failure is raised after the others stop."""
+    (`pool`'s, else a pool of this call; none when every job is finished already); on_done(index, row, reused) is
+    called as each finishes. The first failure is raised after the others stop."""
     rows: list[dict[str, Any] | None] = [finished(job) for job in jobs]
     todo = [i for i, row in enumerate(rows) if row is None]
     if on_done:
@@ -122,17 +152,19 @@ def run_jobs(jobs: Sequence[RunJob], workers: int = 1,
             if on_done:
                 on_done(i, rows[i], reused)
         return rows  # type: ignore[return-value]
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx, initializer=_one_thread) as pool:
-        futures = {pool.submit(_job_in_worker, jobs[i]): i for i in todo}
-        try:
-            for fut in as_completed(futures):
-                i = futures[fut]
-                rows[i], reused = fut.result()
-                if on_done:
-                    on_done(i, rows[i], reused)
-        except BaseException:
-            for fut in futures:
-                fut.cancel()
-            raise
+    own = WorkerPool(min(workers, len(todo))) if pool is None else None
+    futures = {(pool or own).executor().submit(_job_in_worker, jobs[i]): i for i in todo}
+    try:
+        for fut in as_completed(futures):
+            i = futures[fut]
+            rows[i], reused = fut.result()
+            if on_done:
+                on_done(i, rows[i], reused)
+    except BaseException:
+        for fut in futures:
+            fut.cancel()
+        raise
+    finally:
+        if own is not None:
+            own.close()
     return rows  # type: ignore[return-value]

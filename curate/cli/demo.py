@@ -138,12 +138,14 @@ def _spec(full: bool, seeds: int, teacher_epochs: int | None, student_epochs: in
 
 def _run(con: Console, world: World, web_url: str, out: Path, spec, with_efficiency: bool):
     from curate.loop import run_loop
+    from curate.runs import WorkerPool
 
     with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), TimeElapsedColumn(), console=con,
-                  transient=True) as bar:
+                  transient=True) as bar, WorkerPool(spec.workers) as pool:
         task = bar.add_task("crawl", total=None)
         return run_loop(world, web_url, out, spec, stage=lambda name: bar.update(task, description=name),
-                        said=lambda line: con.print(f"  {line}", highlight=False), efficiency=with_efficiency)
+                        said=lambda line: con.print(f"  {line}", highlight=False), efficiency=with_efficiency,
+                        pool=pool)
 
 
 def _locdet(con: Console, world: World, out: Path) -> dict[str, dict[str, float]]:
