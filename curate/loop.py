@@ -174,14 +174,14 @@ def jobs_for(world: World, web_root: Path, out: Path, spec: LoopSpec, corpora: M
     whole = Source("eval", tdf, root=world.root)
     jobs = []
     for cond, corpus in corpora.items():
+        images = "" if corpus is None or spec.web_images == "2d" else f"_images-{spec.web_images}"
         for model in models:
-            for seed in seeds:
-                cfg = run_config(model, spec.tiny, epochs, spec.batch_size, spec.lr, spec.size, seed, None,
-                                 {"scale": spec.scale})
-                srcs = [target] + ([] if corpus is None else [Source(
-                    "web", student_web(corpus, cfg["model"]["type"], spec.web_images), share=spec.web_share,
-                    root=web_root)])
-                images = "" if corpus is None or spec.web_images == "2d" else f"_images-{spec.web_images}"
+            cfgs = {seed: run_config(model, spec.tiny, epochs, spec.batch_size, spec.lr, spec.size, seed, None,
+                                     {"scale": spec.scale}) for seed in seeds}
+            kind = next(iter(cfgs.values()))["model"]["type"]     # the web rows depend on the model, not the seed
+            srcs = [target] + ([] if corpus is None else [Source(
+                "web", student_web(corpus, kind, spec.web_images), share=spec.web_share, root=web_root)])
+            for seed, cfg in cfgs.items():
                 run_dir = out / _slug(cond) / f"{Path(model).stem}_e{epochs}{images}_s{seed}"
                 jobs.append((cond, model, seed, RunJob(run_dir, cfg, srcs, whole, ("test", "val"), True, spec.device)))
     return jobs

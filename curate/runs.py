@@ -138,8 +138,10 @@ def run_jobs(jobs: Sequence[RunJob], workers: int = 1,
              on_done: Callable[[int, dict[str, Any], bool], None] | None = None,
              pool: WorkerPool | None = None) -> list[dict[str, Any]]:
     """Every job's result row, in job order. workers > 1: that many spawned processes of one torch thread each
-    (`pool`'s, else a pool of this call; none when every job is finished already); on_done(index, row, reused) is
-    called as each finishes. The first failure is raised after the others stop."""
+    (`pool`'s, whose size then stands for workers, else a pool of this call; none when every job is finished
+    already); on_done(index, row, reused) is called as each finishes. The first failure is raised after the others
+    stop."""
+    workers = pool.workers if pool is not None else workers
     rows: list[dict[str, Any] | None] = [finished(job) for job in jobs]
     todo = [i for i, row in enumerate(rows) if row is None]
     if on_done:
