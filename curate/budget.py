@@ -1,8 +1,9 @@
 """The demo's time budget: from the teachers' measured speed, predict what the rest of the loop costs on this
-machine and shrink it to fit (efficiency curves first, then student epochs)."""
+machine and shrink it to fit (efficiency curves first, then the 2D students' epochs, then the others')."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,26 +14,30 @@ if TYPE_CHECKING:
     from curate.loop import LoopSpec
 
 MIN_EPOCHS = 20
-WEB_STEP_COST = 0.75   # a step with a web batch beside the target's costs 1 + 0.75 * web_share target-only steps
-                       # (measured: 1.45x for TSN, 1.8x for SlowOnly)
-OTHER_STAGES = 3.3     # world, crawl, teachers, filters, BMN + detector, report, in units of the teachers' wall
-                       # time: measured 2.5-2.7x on a 2-core AMD EPYC (2.4x on a 2-core Intel Xeon), where the
-                       # students also took ~15 % more than planned (evaluation, worker start); 3.3 covers both
+WEB_STEP_COST = 0.75      # a step with a web batch beside the target's costs 1 + 0.75 * web_share target-only steps
+                          # (measured: 1.45x for TSN, 1.8x for SlowOnly)
+STUDENT_OVERHEAD = 1.15   # a student run's evaluation and worker start on top of its epochs (measured 1.14x)
+OTHER_STAGES = 2.8        # world, crawl, teachers, filters, BMN + detector, report, in units of the teachers' wall
+                          # time: measured 2.7x on a 2-core AMD EPYC, 2.4x on a 2-core Intel Xeon
 
 
 def fit_budget(spec: LoopSpec, teachers: pd.DataFrame, efficiency: bool = True) -> tuple[LoopSpec, bool, str | None]:
     """(spec, efficiency, note) that fit spec.budget_s, predicted from the teachers' measured seconds per epoch on
-    this machine (column run_s; recorded, so a rerun decides the same): first the efficiency curves go, then the
-    student epochs shrink, never below MIN_EPOCHS (a machine too slow for that overruns the budget rather than
-    train students that learn nothing). note is None when everything fits as planned."""
+    this machine (column run_s; recorded, so a rerun decides the same): first the efficiency curves go, then the 2D
+    students' epochs shrink, then the other students' (a frame model's Table 1 row moves little with its length on
+    this world; the 3D students need the epochs to show web data's effect), never below MIN_EPOCHS (a machine too
+    slow for that overruns the budget rather than train students that learn nothing). note is None when everything
+    fits as planned; the epochs chosen per model land in spec.epochs_by_model."""
     if spec.budget_s is None:
         return spec, efficiency, None
     per_epoch = dict(zip(teachers["model"], teachers["run_s"] / spec.teacher_epochs))
     slowest = max(per_epoch.values())
     web = 1 + WEB_STEP_COST * spec.web_share
     parallel = max(1, min(spec.workers, os.cpu_count() or 1))
-    students = sum(per_epoch.get(m, slowest) for m in spec.models) * len(spec.seeds) * (
-        1 + (spec.rounds + 1) * web) * spec.student_epochs / parallel
+    unit = {m: per_epoch.get(m, slowest) * len(spec.seeds) * (1 + (spec.rounds + 1) * web) * STUDENT_OVERHEAD
+            / parallel for m in spec.models}          # seconds per student epoch of every run of the model
+    plan = {m: spec.epochs_of(m) for m in spec.models}
+    students = sum(unit[m] * e for m, e in plan.items())
     curves = per_epoch.get(spec.efficiency_model, slowest) * (
         1 + 2 * len(spec.fractions) * web) * spec.efficiency_epochs / parallel if efficiency else 0.0
     left = spec.budget_s - OTHER_STAGES * float(teachers["run_s"].max())
@@ -44,9 +49,31 @@ def fit_budget(spec: LoopSpec, teachers: pd.DataFrame, efficiency: bool = True) 
     if efficiency:
         note += f" and the efficiency curves ({curves:.0f} s planned): curves skipped"
     if students > left:
-        epochs = max(MIN_EPOCHS, int(spec.student_epochs * max(0.0, left) / students))
-        note += f"; students {spec.student_epochs} -> {epochs} epochs"
-        spec = replace(spec, student_epochs=epochs)
+        epochs = shrink(plan, unit, left, [[m for m in plan if _is_2d(m)], [m for m in plan if not _is_2d(m)]])
+        note += "; students " + ", ".join(f"{Path(m).stem} {plan[m]} -> {e}" for m, e in epochs.items()
+                                          if e != plan[m]) + " epochs"
+        spec = replace(spec, epochs_by_model=epochs)
     full = spec.budget_s - left + students + curves
     note += f" (the whole plan: --budget-min 0, about {full / 60:.0f} minutes here)"
     return spec, False, note
+
+
+def shrink(plan: Mapping[str, int], unit: Mapping[str, float], left: float,
+           groups: Sequence[Sequence[str]]) -> dict[str, int]:
+    """Epochs per model that fit `left` seconds (unit: seconds per epoch): the groups shrink in order, each only as
+    far as it must and never below MIN_EPOCHS, the next one only once the last is at MIN_EPOCHS."""
+    epochs = dict(plan)
+    for group in (g for g in groups if g):
+        rest = sum(unit[m] * e for m, e in epochs.items() if m not in group)
+        fit = int(max(0.0, left - rest) / sum(unit[m] for m in group))
+        for m in group:
+            epochs[m] = min(epochs[m], max(MIN_EPOCHS, fit))
+        if fit >= MIN_EPOCHS:
+            break
+    return epochs
+
+
+def _is_2d(model: str) -> bool:
+    from trainers.train import make_config
+
+    return make_config(model)["model"]["type"] != "Recognizer3D"

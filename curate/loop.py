@@ -43,6 +43,7 @@ class LoopSpec:
     scale: int = 60                  # frames resized to this before a random (train) or centre (test) crop
     teacher_epochs: int = 150
     student_epochs: int = 60
+    epochs_by_model: Mapping[str, int] = field(default_factory=dict)   # where the budget shortened a model's students
     efficiency_epochs: int = 40
     batch_size: int = 8
     lr: float = 3e-3                 # 1e-2: SlowOnly target-only 0.45 +- 0.13 over 3 seeds; 3e-3: 0.51 +- 0.02
@@ -60,6 +61,10 @@ class LoopSpec:
     workers: int = field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)))
     device: str | None = None
     budget_s: float | None = None    # seconds the whole demo may take (fit_budget); None: no limit
+
+    def epochs_of(self, model: str) -> int:
+        """The student epochs of one model."""
+        return self.epochs_by_model.get(model, self.student_epochs)
 
 
 def demo_recipe(web_url: str, out: Path, classes: Sequence[str]) -> Path:
@@ -162,10 +167,10 @@ def student_web(corpus: pd.DataFrame, model_type: str, web_images: str) -> pd.Da
 
 
 def jobs_for(world: World, web_root: Path, out: Path, spec: LoopSpec, corpora: Mapping[str, pd.DataFrame | None],
-             models: Sequence[str], seeds: Sequence[int], epochs: int) -> list[tuple[str, str, int, RunJob]]:
-    """(condition, model, seed, job) for every corpus x model x seed: the target's train split plus the corpus (None:
-    target only; its stills only for the students spec.web_images gives them to), scored on val and test with
-    predictions kept. Run folders are named by the knobs a rerun may change (epochs, web_images), so a rerun with
+             seeds: Sequence[int], epochs: Mapping[str, int]) -> list[tuple[str, str, int, RunJob]]:
+    """(condition, model, seed, job) for every corpus x model (the keys of epochs, each trained that many epochs) x
+    seed: the target's train split plus the corpus (None: target only; its stills only for the students
+    spec.web_images gives them to), scored on val and test with predictions kept. Run folders are named by the knobs a rerun may change (epochs, web_images), so a rerun with
     other values trains next to the old runs and reuses everything else."""
     from curate.efficiency import run_config
 
@@ -175,14 +180,14 @@ def jobs_for(world: World, web_root: Path, out: Path, spec: LoopSpec, corpora: M
     jobs = []
     for cond, corpus in corpora.items():
         images = "" if corpus is None or spec.web_images == "2d" else f"_images-{spec.web_images}"
-        for model in models:
-            cfgs = {seed: run_config(model, spec.tiny, epochs, spec.batch_size, spec.lr, spec.size, seed, None,
+        for model, n in epochs.items():
+            cfgs = {seed: run_config(model, spec.tiny, n, spec.batch_size, spec.lr, spec.size, seed, None,
                                      {"scale": spec.scale}) for seed in seeds}
             kind = next(iter(cfgs.values()))["model"]["type"]     # the web rows depend on the model, not the seed
             srcs = [target] + ([] if corpus is None else [Source(
                 "web", student_web(corpus, kind, spec.web_images), share=spec.web_share, root=web_root)])
             for seed, cfg in cfgs.items():
-                run_dir = out / _slug(cond) / f"{Path(model).stem}_e{epochs}{images}_s{seed}"
+                run_dir = out / _slug(cond) / f"{Path(model).stem}_e{n}{images}_s{seed}"
                 jobs.append((cond, model, seed, RunJob(run_dir, cfg, srcs, whole, ("test", "val"), True, spec.device)))
     return jobs
 
@@ -280,8 +285,8 @@ def run_loop(world: World, web_url: str, out: Path, spec: LoopSpec = LoopSpec(),
     lap("dedup")
 
     stage("teachers")
-    tjobs = jobs_for(world, web_root, out / "teachers", spec, {TARGET_ONLY: None}, spec.models[:2], (0,),
-                     spec.teacher_epochs)
+    tjobs = jobs_for(world, web_root, out / "teachers", spec, {TARGET_ONLY: None}, (0,),
+                     dict.fromkeys(spec.models[:2], spec.teacher_epochs))
     teachers = run_table(tjobs, spec.workers, said, pool)
     first = {m: str(Path(r) / "last.pt") for m, r in zip(teachers["model"], teachers["run"])}
     lap("teachers")
@@ -308,7 +313,8 @@ def run_loop(world: World, web_url: str, out: Path, spec: LoopSpec = LoopSpec(),
         stage(f"students round {rnd}")
         corpora = ({TARGET_ONLY: None, UNFILTERED: usable_web(deduped), filtered(1): usable_web(r["manifest"])}
                    if rnd == 1 else {filtered(rnd): usable_web(r["manifest"])})
-        jobs = jobs_for(world, web_root, out / "students", spec, corpora, spec.models, spec.seeds, spec.student_epochs)
+        jobs = jobs_for(world, web_root, out / "students", spec, corpora, spec.seeds,
+                        {m: spec.epochs_of(m) for m in spec.models})
         runs = pd.concat([runs, run_table(jobs, spec.workers, said, pool)], ignore_index=True)
         lap(f"students round {rnd}")
 

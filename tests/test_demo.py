@@ -160,30 +160,46 @@ def test_a_rerun_with_other_student_epochs_trains_beside_the_old_runs_and_reuses
     assert "crawl: 0 fetched" in again.output                               # nothing downloaded again
 
 
-def test_the_time_budget_drops_the_curves_first_then_shrinks_the_students_as_far_as_it_must():
+def test_the_time_budget_drops_the_curves_first_then_shortens_the_2d_students_then_the_others():
     from curate.cli.demo import _spec
-    from curate.budget import MIN_EPOCHS, fit_budget
+    from curate.budget import MIN_EPOCHS, OTHER_STAGES, STUDENT_OVERHEAD, fit_budget
     from curate.loop import LoopSpec
 
     spec = LoopSpec(workers=1, budget_s=1200.0)                 # one worker: the plan does not depend on the cores
     fast = pd.DataFrame({"model": ["tsn_r50", "slowonly_r50"], "run_s": [52.0, 58.0]})
-    assert fit_budget(spec, fast) == (spec, True, None)         # fits: nothing changes
+    ample = replace(spec, budget_s=1300.0)
+    assert fit_budget(ample, fast) == (ample, True, None)       # fits: nothing changes
     assert fit_budget(replace(spec, budget_s=None), fast.assign(run_s=[1e4, 1e4]))[2] is None   # no budget, no limit
 
     slow = fast.assign(run_s=[116.0, 133.0])
-    planned = lambda s: (116 + 133) / 150 * len(s.seeds) * (1 + (s.rounds + 1) * 1.75) * s.student_epochs
-    left = 1200 - 3.3 * 133
-    fit, curves, note = fit_budget(spec, slow)
-    assert not curves and "curves skipped" in note and f"students 60 -> {fit.student_epochs} epochs" in note
-    assert planned(fit) <= left < planned(replace(fit, student_epochs=fit.student_epochs + 1))   # as many as fit
+    unit = {m: s / 150 * 3 * (1 + 3 * 1.75) * STUDENT_OVERHEAD for m, s in (("tsn_r50", 116), ("slowonly_r50", 133))}
+    planned = lambda s: sum(unit[m] * s.epochs_of(m) for m in unit)
+    more = lambda s, m: replace(s, epochs_by_model={**s.epochs_by_model, m: s.epochs_of(m) + 1})
+    reserved = OTHER_STAGES * 133
+
+    # a little short: only TSN (2D) gives up epochs, as few as it must
+    mild = replace(spec, budget_s=reserved + planned(spec) - 15 * unit["tsn_r50"])
+    fit, curves, note = fit_budget(mild, slow)
+    tsn = fit.epochs_of("tsn_r50")
+    assert not curves and "curves skipped" in note and fit.epochs_of("slowonly_r50") == 60 and MIN_EPOCHS < tsn < 60
+    assert f"students tsn_r50 60 -> {tsn} epochs" in note
+    assert planned(fit) <= mild.budget_s - reserved < planned(more(fit, "tsn_r50"))
+
+    # short: TSN at the floor, then SlowOnly shrinks as far as it must
+    fit, _, note = fit_budget(spec, slow)
+    so = fit.epochs_of("slowonly_r50")
+    assert fit.epochs_of("tsn_r50") == MIN_EPOCHS and MIN_EPOCHS <= so < 60
+    assert f"students tsn_r50 60 -> {MIN_EPOCHS}, slowonly_r50 60 -> {so} epochs" in note
+    assert planned(fit) <= 1200 - reserved < planned(more(fit, "slowonly_r50"))
     assert fit.efficiency_epochs == spec.efficiency_epochs and fit.teacher_epochs == spec.teacher_epochs
     curves_s = 133 / 150 * (1 + 2 * 3 * 1.75) * 40
-    assert f"--budget-min 0, about {(3.3 * 133 + planned(spec) + curves_s) / 60:.0f} minutes here" in note
+    assert f"--budget-min 0, about {(reserved + planned(spec) + curves_s) / 60:.0f} minutes here" in note
 
-    roomy = replace(spec, budget_s=3.3 * 133 + planned(spec) + 1)   # the students fit once the curves are gone
+    roomy = replace(spec, budget_s=reserved + planned(spec) + 1)   # the students fit once the curves are gone
     fit, curves, note = fit_budget(roomy, slow)
-    assert fit.student_epochs == 60 and not curves and "curves skipped" in note and "->" not in note
-    assert fit_budget(spec, slow.assign(run_s=[400.0, 420.0]))[0].student_epochs == MIN_EPOCHS   # never below
+    assert fit.epochs_of("tsn_r50") == fit.epochs_of("slowonly_r50") == 60 and not curves and "->" not in note
+    hopeless = fit_budget(spec, slow.assign(run_s=[400.0, 420.0]))[0]
+    assert hopeless.epochs_of("tsn_r50") == hopeless.epochs_of("slowonly_r50") == MIN_EPOCHS   # never below
 
     assert _spec(False, 3, None, None, None, None).budget_s == 11 * 60          # the default
     assert _spec(False, 3, None, 40, None, None).budget_s is None                 # explicit epochs: taken as given
