@@ -95,12 +95,28 @@ def train_and_test(job: RunJob, console: Console | None = None, progress: bool =
     return row, False
 
 
+class Later:
+    """A call queued with WorkerPool.later: submitted behind the next run_jobs batch, or when its result is asked."""
+
+    def __init__(self, pool: WorkerPool, fn: Callable[..., Any], args: tuple):
+        self._pool, self._call, self._future = pool, (fn, args), None
+
+    def submit(self) -> None:
+        if self._future is None:
+            fn, args = self._call
+            self._future = self._pool.executor().submit(fn, *args)
+
+    def result(self) -> Any:
+        self.submit()
+        return self._future.result()
+
+
 class WorkerPool:
     """`workers` spawned processes of one torch thread each, started on first use and kept for every run_jobs call
     given this pool (a loop of several stages pays the start, ~6 s on 2 cores, once); a context manager."""
 
     def __init__(self, workers: int):
-        self.workers, self._executor = workers, None
+        self.workers, self._executor, self._later = workers, None, []
 
     @property
     def started(self) -> bool:
@@ -111,6 +127,19 @@ class WorkerPool:
             self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
                                                  initializer=_one_thread)
         return self._executor
+
+    def later(self, fn: Callable[..., Any], *args: Any) -> Later:
+        """Run fn(*args) (picklable) in a worker behind the next batch of jobs given to run_jobs, so it fills the
+        cores that batch leaves idle without delaying it (the demo's BMN + detector beside the two teachers)."""
+        call = Later(self, fn, args)
+        self._later.append(call)
+        return call
+
+    def submit_later(self) -> None:
+        """Submit the calls queued with later()."""
+        for call in self._later:
+            call.submit()
+        self._later = []
 
     def close(self) -> None:
         if self._executor is not None:
@@ -156,6 +185,8 @@ def run_jobs(jobs: Sequence[RunJob], workers: int = 1,
         return rows  # type: ignore[return-value]
     own = WorkerPool(min(workers, len(todo))) if pool is None else None
     futures = {(pool or own).executor().submit(_job_in_worker, jobs[i]): i for i in todo}
+    if pool is not None:
+        pool.submit_later()
     try:
         for fut in as_completed(futures):
             i = futures[fut]

@@ -1,5 +1,8 @@
 """curate.runs: training jobs side by side in spawned workers, one pool shared by several calls, finished jobs read
 back without starting any worker."""
+import os
+import time
+
 import pytest
 import torch
 
@@ -37,3 +40,13 @@ def test_a_shared_pool_survives_a_failed_job_and_computes_like_a_fresh_one(tiny_
                          pool=idle)
         assert not idle.started
     assert again == shared and seen == [True, True]
+
+
+def test_a_call_queued_for_later_runs_behind_the_next_batch_in_a_worker(tiny_world, tmp_path):
+    with WorkerPool(2) as pool:
+        stamp = pool.later(time.time)                  # the clock of whichever worker runs it
+        run_jobs(_jobs(tiny_world, tmp_path, [0, 1]), 2, pool=pool)
+        first_done = min((tmp_path / f"s{seed}" / "result.json").stat().st_mtime for seed in (0, 1))
+        assert stamp.result() >= first_done           # queued behind both jobs, not ahead of them
+        alone = pool.later(os.getpid)                  # no batch follows: asked for, it runs in a worker all the same
+        assert alone.result() != os.getpid()

@@ -96,8 +96,10 @@ def demo(out: Path, num_classes: int, seed: int, workers: int | None, seeds: int
         _summary(con, world, found, target, manifest, time.perf_counter() - t0)
         if world_only:
             return
-        result = _run(con, world, web.url, out, spec, with_efficiency)
-    locdet = _locdet(con, world, out / "locdet") if localize else None
+        result, locdet = _run(con, world, web.url, out, spec, with_efficiency, localize)
+    if locdet is not None:
+        _print_locdet(con, *locdet, out / "locdet")
+        locdet = locdet[0]
     from curate.demo_report import gym_export, print_tables, report
 
     gym = gym_export(world, out / "finegym")
@@ -136,24 +138,32 @@ def _spec(full: bool, seeds: int, teacher_epochs: int | None, student_epochs: in
     return LoopSpec(**knobs)
 
 
-def _run(con: Console, world: World, web_url: str, out: Path, spec, with_efficiency: bool):
+def _run(con: Console, world: World, web_url: str, out: Path, spec, with_efficiency: bool, localize: bool):
+    """The loop's result and, with localize, (BMN + detector metrics, seconds): that work needs only the world, so
+    it runs in a worker queued behind the teachers, on the core the shorter teacher leaves idle."""
     from curate.loop import run_loop
     from curate.runs import WorkerPool
 
     with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), TimeElapsedColumn(), console=con,
                   transient=True) as bar, WorkerPool(spec.workers) as pool:
+        side = pool.later(_locdet, world.root, out / "locdet") if localize else None
         task = bar.add_task("crawl", total=None)
-        return run_loop(world, web_url, out, spec, stage=lambda name: bar.update(task, description=name),
-                        said=lambda line: con.print(f"  {line}", highlight=False), efficiency=with_efficiency,
-                        pool=pool)
+        result = run_loop(world, web_url, out, spec, stage=lambda name: bar.update(task, description=name),
+                          said=lambda line: con.print(f"  {line}", highlight=False), efficiency=with_efficiency,
+                          pool=pool)
+        bar.update(task, description="BMN + detector")
+        return result, side.result() if side is not None else None
 
 
-def _locdet(con: Console, world: World, out: Path) -> dict[str, dict[str, float]]:
+def _locdet(root: Path, out: Path) -> tuple[dict[str, dict[str, float]], float]:
+    """Train and evaluate the tiny BMN and detector (in a worker): (metrics, seconds)."""
     from curate.locdet import run
 
     t0 = time.perf_counter()
-    with con.status("training and evaluating tiny BMN and a tiny detector"):
-        m = run(world.root, out)
+    return run(root, out), time.perf_counter() - t0
+
+
+def _print_locdet(con: Console, m: dict[str, dict[str, float]], seconds: float, out: Path) -> None:
     b, d = m["bmn"], m["detector"]
     t = Table(title="localization and detection (validation)", title_justify="left")
     for col in ("task", "model", "baseline", "more"):
@@ -164,8 +174,7 @@ def _locdet(con: Console, world: World, out: Path) -> dict[str, dict[str, float]
               f"class prior {d['baseline_frame_map']:.1f}", f"{d['keyframes']} keyframes")
     con.print(t)
     con.print(f"  {'outputs':<17} {out}", soft_wrap=True, highlight=False)
-    con.print(f"done in {time.perf_counter() - t0:.1f} s")
-    return m
+    con.print(f"trained beside the loop in {seconds:.1f} s")
 
 
 def _generate(root: Path, num_classes: int, seed: int, workers: int | None, con: Console, **sizes) -> World:
