@@ -170,8 +170,9 @@ def jobs_for(world: World, web_root: Path, out: Path, spec: LoopSpec, corpora: M
              seeds: Sequence[int], epochs: Mapping[str, int]) -> list[tuple[str, str, int, RunJob]]:
     """(condition, model, seed, job) for every corpus x model (the keys of epochs, each trained that many epochs) x
     seed: the target's train split plus the corpus (None: target only; its stills only for the students
-    spec.web_images gives them to), scored on val and test with predictions kept. Run folders are named by the knobs a rerun may change (epochs, web_images), so a rerun with
-    other values trains next to the old runs and reuses everything else."""
+    spec.web_images gives them to), scored on val and test with predictions kept. Run folders are named by the knobs
+    a rerun may change (epochs, web_images), so a rerun with other values trains next to the old runs and reuses
+    everything else."""
     from curate.efficiency import run_config
 
     tdf = mf.read(world.target_manifest)

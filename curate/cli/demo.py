@@ -73,10 +73,10 @@ def demo(out: Path, num_classes: int, seed: int, workers: int | None, seeds: int
     5. filter the crawl with the teachers (untrimmed videos cut into the clips they believe)
     6. students with and without the (un)filtered web data, over --seeds seeds; test top-1 (Table 1)
     7. the best students become the teachers of round 2 (and so on, --rounds): re-filter, train students again
-    8. efficiency curves, BMN + detector, the world's hierarchy in FineGym format, report.html
+    8. efficiency curves, the world's hierarchy in FineGym format, report.html (BMN + detector: in a worker beside 4-7)
     A rerun reuses every finished step (students of other epochs train beside the old ones). With the defaults:
-    627 s on a 2-core Intel Xeon; a 2-core AMD EPYC trains at half that speed and fits the budget with fewer student
-    epochs.
+    627 s on a 2-core Intel Xeon; a 2-core AMD EPYC trains at half that speed and fits the budget (--budget-min)
+    with fewer student epochs, the 2D students' first.
     """
     con = Console()
     t0 = time.perf_counter()
