@@ -39,7 +39,8 @@ class LoopSpec:
     seeds: tuple[int, ...] = (0, 1, 2)
     rounds: int = 2                  # filter rounds; round k's teachers are the best students of round k - 1
     tiny: bool = True
-    size: int = 48                   # crop side (32: SlowOnly teacher 0.60 test top-1, 48: 0.75, 64: 0.82)
+    size: int = 48                   # crop side (SlowOnly teacher test top-1 on a 2-core Xeon: 32 0.60, 48 0.75,
+                                     # 64 0.82; the same seed on a 2-core AMD EPYC, other float paths: 0.60 at 48)
     scale: int = 60                  # frames resized to this before a random (train) or centre (test) crop
     teacher_epochs: int = 150
     student_epochs: int = 60
