@@ -115,3 +115,10 @@ def test_curves_on_the_demo_world_then_a_rerun_trains_nothing(tiny_world, web, t
     with pytest.raises(ConfigError, match="other settings"):                       # a changed run is refused
         eff.efficiency_curves(tiny_world.target_manifest, web, out, fractions=[0.25, 0.5, 1.0], epochs=2,
                               data={"num_clips": 4})
+
+
+def test_a_run_warms_up_over_an_eighth_of_its_own_epochs_whatever_its_recipe_says():
+    tiny = eff.run_config("slowonly_r50", True, 40, 8, 3e-3, 32, 0, None, None)["schedule"]
+    full = eff.run_config("slowonly_r50", False, 16, 8, 3e-3, 32, 0, None, None)["schedule"]   # recipe: 34 of 256
+    told = eff.run_config("slowonly_r50", True, 40, 8, 3e-3, 32, 0, {"warmup_epochs": 0}, None)["schedule"]
+    assert (tiny["warmup_epochs"], full["warmup_epochs"], told["warmup_epochs"]) == (5.0, 2.0, 0)
