@@ -100,9 +100,9 @@ def _as_source(name: str, value: str | Path | pd.DataFrame | Source) -> Source:
 
 def run_config(model: str | Path, tiny: bool, epochs: int, batch_size: int, lr: float, size: int, seed: int,
                 schedule: Mapping[str, Any] | None, data: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A bundled model's config for one student run: AdamW warmed up over the first WARMUP_SHARE of the run, no
-    flips (left/right is a class here), `size` crops of frames resized to `size` (unless data says otherwise), frame
-    interval 2 for 3D models."""
+    """A bundled model's config for one demo run (teacher, student or curve point): AdamW warmed up over the
+    first WARMUP_SHARE of the run, no flips (left/right is a class here), `size` crops of frames resized to `size`
+    (unless data says otherwise), frame interval 2 for 3D models."""
     cfg = make_config(model, tiny=tiny, overrides={"schedule": {
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": "adamw", "grad_clip": None, "seed": seed,
         "warmup_epochs": epochs * WARMUP_SHARE, **(schedule or {})}})
