@@ -13,7 +13,7 @@ from rich.table import Table
 from curate import gymbuild
 from curate import report as rp
 from curate.filter import plot_extremes, plot_scores
-from curate.loop import TARGET_ONLY, LoopResult, filtered
+from curate.loop import TARGET_ONLY, LoopResult, at_recall_line, filtered
 from curate.synth import World
 from curate.synth.classes import classes, reversal_pairs
 
@@ -111,7 +111,8 @@ def report(path: Path, result: LoopResult, world: World, out: Path, locdet: Mapp
                "crawl": f"{len(result.web)} rows, " + ", ".join(
                    f"{k} {v}" for k, v in result.web["status"].value_counts().items()),
                "filter": f"crawl's clean rate {base:.3f}; " + "; ".join(
-                   f"round {i}: precision {r['quality']['precision']:.3f}, recall {r['quality']['recall']:.3f}"
+                   f"round {i}: precision {r['quality']['precision']:.3f}, recall {r['quality']['recall']:.3f}, "
+                   + at_recall_line(r["quality"])
                    for i, r in enumerate(result.rounds, 1)),
                "students": f"{len(runs)} runs, seeds {sorted(runs['seed'].unique().tolist())}; "
                            + web_images_line(result.web_images),

@@ -317,3 +317,17 @@ def _thumb(path: Path, row, side: int) -> np.ndarray:
     except media.MediaError:
         return np.zeros((side, side, 3), np.uint8)
     return cv2.resize(frame, (side, side), interpolation=cv2.INTER_AREA)
+
+
+def precision_recall(score: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(recall, precision) of keeping the items above each threshold of score, highest score first."""
+    y = np.asarray(right, dtype=bool)[np.argsort(-np.asarray(score, dtype=float), kind="stable")]
+    tp = np.cumsum(y)
+    return tp / max(1, int(y.sum())), tp / np.arange(1, len(y) + 1)
+
+
+def precision_at_recall(score: np.ndarray, right: np.ndarray, recall: float = 0.8) -> float:
+    """The best precision any threshold of score reaches while keeping at least `recall` of the right items."""
+    rec, prec = precision_recall(score, right)
+    ok = rec >= recall
+    return float(prec[ok].max()) if ok.any() and np.any(right) else float("nan")

@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 
 from curate.files import save_figure, write_text
-from curate.loop import TARGET_ONLY, UNFILTERED, LoopResult, filtered, judged_rows, pair_accuracy
+from curate.filter import precision_recall
+from curate.loop import (AT_RECALL, TARGET_ONLY, TARGET_PRECISION, UNFILTERED, LoopResult, filtered, judged_rows,
+                         pair_accuracy)
 
 
 def mean_std(values: pd.Series) -> str:
@@ -95,6 +97,7 @@ def filter_table(result: LoopResult) -> pd.DataFrame:
                      "video teacher": _short(r["teachers"]["video"]), "judged": q["judged"], "kept": q["kept"],
                      "precision": round(q["precision"], 3), "recall": round(q["recall"], 3),
                      "crawl's clean rate": round(q["base_rate"], 3),
+                     **{f"P @ R {AT_RECALL}, {k}": round(v, 3) for k, v in q["at_recall"].items()},
                      "removed by rule": ", ".join(f"{k} {v}" for k, v in r["removed"].items()),
                      "clips cut": r["clips"].get("clips", 0)})
     return pd.DataFrame(rows)
@@ -168,13 +171,12 @@ def plot_precision_recall(result: LoopResult, path: Path) -> Path:
     for i, r in enumerate(result.rounds, 1):
         df, right = r["manifest"], r["right"]
         judged = judged_rows(df, right)
-        s, y = df.loc[judged, "teacher_score"].astype(float).to_numpy(), right[judged].astype(bool).to_numpy()
-        order = np.argsort(-s, kind="stable")
-        tp = np.cumsum(y[order])
-        ax.plot(tp / max(1, y.sum()), tp / np.arange(1, len(y) + 1), label=f"round {i}: threshold sweep")
+        ax.plot(*precision_recall(df.loc[judged, "teacher_score"].astype(float), right[judged].astype(bool)),
+                label=f"round {i}: threshold sweep")
         q = r["quality"]
         ax.plot([q["recall"]], [q["precision"]], "o", ms=8, label=f"round {i}: rule used")
     ax.axhline(result.rounds[0]["quality"]["base_rate"], color="grey", ls="--", lw=0.8, label="keep everything")
+    ax.plot([AT_RECALL], [TARGET_PRECISION], "*", color="black", ms=10, label="goal")
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
     ax.set_xlim(0, 1.02)

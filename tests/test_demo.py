@@ -62,6 +62,21 @@ def test_table_one_and_verdicts_cover_every_filter_round():
     assert result.exit_code != 0 and "--rounds" in result.output
 
 
+def test_precision_at_recall_is_the_best_precision_a_score_threshold_keeps_at_that_recall():
+    import numpy as np
+
+    from curate.filter import precision_at_recall
+    from curate.loop import at_recall_line
+
+    score, right = np.array([0.5, 0.9, 0.6, 0.8, 0.7, 0.4]), np.array([0, 1, 1, 1, 0, 1], bool)
+    assert precision_at_recall(score, right, 0.5) == 1.0          # the top 2 (0.9, 0.8) are both right
+    assert precision_at_recall(score, right, 0.75) == 0.75        # 3 of 4: top 4 (3/4) beats top 5 and 6
+    assert precision_at_recall(score, right, 0.8) == 4 / 6        # all 4 right ones only with everything
+    assert np.isnan(precision_at_recall(score, np.zeros(6, bool)))
+    line = at_recall_line({"at_recall": {"images": 0.871, "videos": 0.986, "all": float("nan")}})
+    assert line == "best precision at recall 0.8: images 0.871, videos 0.986 (goal 0.95: met for videos)"
+
+
 LOOP = ["--classes", "4", "--seeds", "2", "--teacher-epochs", "3", "--student-epochs", "1", "--no-localize",
         "--workers", "2"]
 
@@ -108,6 +123,17 @@ def test_the_loop_prints_table_one_and_filter_quality(loop):
     assert re.search(rf"{hit[planted].sum()}/{planted.sum()} planted found, 0 false", text)
     m = re.search(r"precision (\d\.\d+) \(crawl (\d\.\d+)\), recall (\d\.\d+)", text)
     assert m and all(0 <= float(v) <= 1 for v in m.groups())
+    # the best precision at recall 0.8 over every threshold of the teacher score, recomputed here by brute force
+    from curate.loop import judged_rows, right_label
+    from curate.synth import load_world
+
+    right = right_label(r1, load_world(out / "world"))
+    judged = judged_rows(r1, right)
+    s, y = r1.loc[judged, "teacher_score"].to_numpy(float), right[judged].to_numpy(bool)
+    best = max((y & (s >= t)).sum() / (s >= t).sum() for t in s if (y & (s >= t)).sum() >= 0.8 * y.sum())
+    m = re.search(r"filter round 1: .* best precision at recall 0\.8: images [\d.]+, videos [\d.]+, all ([\d.]+) "
+                  r"\(goal 0\.95: (met|not met|met for \w+)\)", text)
+    assert m and float(m.group(1)) == pytest.approx(best, abs=5e-4), (m and m.group(0), best)
 
 
 def test_a_rerun_trains_nothing_again(loop):
