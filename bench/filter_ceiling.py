@@ -9,7 +9,7 @@ p(label) reaches at recall 0.8, next to what the demo's own teachers reached the
 It answers "is the goal out of reach in this world, or does the teacher lack data?"; it is not a filter (its
 labels are the truth, which a real crawl does not have).
 
-Run: PYTHONPATH=. python bench/filter_ceiling.py demo_out [more demo folders] [--per-class 8 40 250] [--steps 2400]
+Run: PYTHONPATH=. python bench/filter_ceiling.py demo_out [more demo folders] [--per-class 8 40 80 250] [--steps 2400]
 """
 from __future__ import annotations
 
@@ -116,7 +116,7 @@ def crawl_images(demo: Path) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("demos", nargs="+", type=Path, help="finished `curate demo` folders")
-    ap.add_argument("--per-class", type=int, nargs="+", default=[8, 40, 250], help="stills per class to train on")
+    ap.add_argument("--per-class", type=int, nargs="+", default=[8, 40, 80, 250], help="stills per class to train on")
     ap.add_argument("--steps", type=int, default=2400, help="optimizer steps of batch 32, the same for every size")
     args = ap.parse_args()
     crawls = {d: crawl_images(d) for d in args.demos}
