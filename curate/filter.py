@@ -23,6 +23,8 @@ from curate.files import save_figure, sha256_file
 from curate.sampling import dense_windows
 from curate.teacher import Ensemble, ScoreReport, Teacher, inspection_only, score_manifest
 
+TARGET_PRECISION, AT_RECALL = 0.95, 0.8   # the filter's goal: this precision on "label is right" at this recall
+
 RULES = ("threshold", "top_k", "top_frac", "match")
 
 
@@ -326,7 +328,7 @@ def precision_recall(score: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, 
     return tp / max(1, int(y.sum())), tp / np.arange(1, len(y) + 1)
 
 
-def precision_at_recall(score: np.ndarray, right: np.ndarray, recall: float = 0.8) -> float:
+def precision_at_recall(score: np.ndarray, right: np.ndarray, recall: float = AT_RECALL) -> float:
     """The best precision any threshold of score reaches while keeping at least `recall` of the right items."""
     rec, prec = precision_recall(score, right)
     ok = rec >= recall

@@ -17,7 +17,7 @@ import yaml
 
 from curate import manifest as mf
 from curate.budget import fit_budget
-from curate.filter import KeepRules, precision_at_recall
+from curate.filter import AT_RECALL, TARGET_PRECISION, KeepRules, precision_at_recall
 from curate.runs import RunJob, WorkerPool, run_jobs
 from curate.synth import World
 from trainers.sources import Source
@@ -25,7 +25,6 @@ from trainers.sources import Source
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "demo.yaml"
 LOOPBACK = "http://127.0.0.1:8000"
 TARGET_ONLY, UNFILTERED = "target only", "+ web, unfiltered"
-TARGET_PRECISION, AT_RECALL = 0.95, 0.8   # the filter's goal: this precision on "label is right" at this recall
 
 
 def filtered(round_: int) -> str:

@@ -13,9 +13,8 @@ import numpy as np
 import pandas as pd
 
 from curate.files import save_figure, write_text
-from curate.filter import precision_recall
-from curate.loop import (AT_RECALL, TARGET_ONLY, TARGET_PRECISION, UNFILTERED, LoopResult, filtered, judged_rows,
-                         pair_accuracy)
+from curate.filter import AT_RECALL, TARGET_PRECISION, precision_recall
+from curate.loop import TARGET_ONLY, UNFILTERED, LoopResult, filtered, judged_rows, pair_accuracy
 
 
 def mean_std(values: pd.Series) -> str:
