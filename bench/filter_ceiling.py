@@ -18,7 +18,6 @@ import platform
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -31,13 +30,12 @@ from curate.synth import load_world
 from curate.synth.jobs import run_web_item
 from trainers.config import build_model
 from trainers.train import make_config
-from trainers.transforms import IMAGENET_MEAN, IMAGENET_STD
+from trainers.transforms import CenterCrop, FormatShape, Normalize, RandomCrop, Resize
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out" / "filter_ceiling"
 SIZES = [(96, 72), (72, 96), (80, 80), (128, 96), (64, 64), (112, 84)]   # the world's web image sizes
 SCALE, CROP, BATCH = 60, 48, 32
-MEAN, STD = np.float32(IMAGENET_MEAN), np.float32(IMAGENET_STD)
 
 
 def render_stills(num_classes: int, per_class: int, seed: int = 777) -> tuple[list[Path], np.ndarray]:
@@ -58,21 +56,21 @@ def render_stills(num_classes: int, per_class: int, seed: int = 777) -> tuple[li
 
 
 def shrink(img: np.ndarray) -> np.ndarray:
-    """Shorter side to SCALE, as the demo's pipelines do."""
-    h, w = img.shape[:2]
-    nh, nw = (SCALE, round(w * SCALE / h)) if h <= w else (round(h * SCALE / w), SCALE)
-    return cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA)
+    """Shorter side to SCALE, the demo pipelines' Resize step."""
+    return Resize(SCALE).apply({"imgs": img[None, None]}, None)["imgs"][0, 0]
 
 
 def batch(imgs: list[np.ndarray], rng: np.random.Generator | None) -> torch.Tensor:
-    """Random (train) or centre (rng None) CROP² crops, normalised, as [N, views 1, C, T 1, H, W]."""
+    """Random (train) or centre (rng None) CROP² crops, normalised, as [N, views 1, C, T 1, H, W] (the pipeline's
+    crop, Normalize and FormatShape steps)."""
+    steps = (RandomCrop(CROP) if rng is not None else CenterCrop(CROP), Normalize(), FormatShape("NCHW"))
     out = []
     for img in imgs:
-        h, w = img.shape[:2]
-        y, x = ((int(rng.integers(0, h - CROP + 1)), int(rng.integers(0, w - CROP + 1))) if rng is not None
-                else ((h - CROP) // 2, (w - CROP) // 2))
-        out.append((img[y:y + CROP, x:x + CROP].astype(np.float32) - MEAN) / STD)
-    return torch.from_numpy(np.stack(out).transpose(0, 3, 1, 2).copy())[:, None, :, None]
+        r = {"imgs": img[None, None]}
+        for step in steps:
+            r = step.apply(r, rng)
+        out.append(r["input"])
+    return torch.from_numpy(np.stack(out))
 
 
 def train_teacher(imgs: list[np.ndarray], labels: np.ndarray, num_classes: int, steps: int) -> torch.nn.Module:
