@@ -69,9 +69,11 @@ def load_teacher(path: str | Path, device: str | torch.device | None = None) -> 
 @dataclass
 class Ensemble:
     """Teachers of the same classes scoring together: class probabilities combined by geometric mean, embeddings
-    from the first. One member is that teacher alone (same sha, same scores)."""
+    from the first. One member is that teacher alone (same sha, same scores). views (clips, crops) overrides every
+    member's own test views, e.g. (1, 10): TenCrop, five crops and their mirror images."""
 
     members: list[Teacher]
+    views: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if not self.members:
@@ -83,9 +85,11 @@ class Ensemble:
 
     @property
     def sha(self) -> str:
-        if len(self.members) == 1:
+        """What the scores depend on: the members' weights and, when overridden, the views."""
+        if len(self.members) == 1 and self.views is None:
             return self.members[0].sha
-        return hashlib.sha256("+".join(sorted(t.sha for t in self.members)).encode()).hexdigest()
+        views = "" if self.views is None else "@{}x{}".format(*self.views)
+        return hashlib.sha256(("+".join(sorted(t.sha for t in self.members)) + views).encode()).hexdigest()
 
     @property
     def classes(self) -> list[str]:
@@ -95,7 +99,8 @@ class Ensemble:
               progress: Callable[[int], None] | None = None
               ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray], dict[int, str]]:
         """forward() of every member over rows, combined; a row any member fails to decode fails."""
-        outs = [forward(t, loader(ScoreDataset(rows, root, t), batch_size, workers), progress if i == 0 else None)
+        outs = [forward(t, loader(ScoreDataset(rows, root, t, self.views), batch_size, workers),
+                        progress if i == 0 else None)
                 for i, t in enumerate(self.members)]
         if len(outs) == 1:
             return outs[0]
@@ -168,12 +173,12 @@ def manifest_classes(df: pd.DataFrame) -> dict[int, str]:
 class ScoreDataset(torch.utils.data.Dataset):
     """Rows as teacher inputs; a row that fails to decode gives (None, error) instead of another row's frames."""
 
-    def __init__(self, rows: pd.DataFrame, root: str | Path, teacher: Teacher):
+    def __init__(self, rows: pd.DataFrame, root: str | Path, teacher: Teacher, views: tuple[int, int] | None = None):
         from trainers.evaluate import eval_dataset
         from trainers.data import LabelSpace
 
         space = LabelSpace.from_dict(teacher.meta["labels"])
-        self.clips = eval_dataset(rows.reset_index(drop=True), root, teacher.meta["data"], space)
+        self.clips = eval_dataset(rows.reset_index(drop=True), root, teacher.meta["data"], space, views)
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -341,10 +346,14 @@ def score_manifest(df: pd.DataFrame, root: str | Path, teachers: Mapping[str, Te
     return df, report
 
 
-def teachers_from_args(image: Sequence[str | Path], video: Sequence[str | Path], device: str | None = None
-                       ) -> dict[str, Ensemble]:
+def teachers_from_args(image: Sequence[str | Path], video: Sequence[str | Path], device: str | None = None,
+                       views: Mapping[str, str | None] | None = None) -> dict[str, Ensemble]:
     """{'image': 2D teacher(s), 'video': 3D teacher(s)} from checkpoint paths; several paths make an ensemble, and
-    a checkpoint named for both media is loaded once."""
+    a checkpoint named for both media is loaded once. views: media -> 'CLIPSxCROPS' replacing the checkpoints'
+    own test views."""
+    from trainers.inputs import parse_views
+
+    views = views or {}
     out: dict[str, Ensemble] = {}
     loaded: dict[str, Teacher] = {}
     for kind, paths in (("image", image), ("video", video)):
@@ -354,5 +363,5 @@ def teachers_from_args(image: Sequence[str | Path], video: Sequence[str | Path],
             loaded[key] = loaded.get(key) or load_teacher(path, device)
             members.append(loaded[key])
         if members:
-            out[kind] = Ensemble(members)
+            out[kind] = Ensemble(members, parse_views(views[kind]) if views.get(kind) else None)
     return out

@@ -140,6 +140,24 @@ def test_an_ensemble_scores_the_geometric_mean_of_its_members(web_rows, teacher,
         Ensemble([teacher, other])
 
 
+def test_test_views_override_the_teachers_own_and_rescore(web_rows, teacher, tiny_world, tmp_path):
+    rows = web_rows[web_rows["media"] == "image"].head(8).reset_index(drop=True)
+    one, ten = Ensemble([teacher]), Ensemble([teacher], (1, 10))
+    assert ten.sha != one.sha == teacher.sha != Ensemble([teacher], (1, 3)).sha
+    p1, e1, _ = one.score(rows, tiny_world.root)
+    p10, e10, _ = ten.score(rows, tiny_world.root)
+    assert set(p10) == set(p1) and all(np.isclose(p10[r].sum(), 1, atol=1e-5) for r in p10)
+    assert not np.allclose(np.stack(list(p1.values())), np.stack(list(p10.values())))
+    assert e10[0].shape == e1[0].shape        # the embedding is averaged over the ten views
+    scored, _ = score_manifest(rows, tiny_world.root, {"image": one})
+    again, rep = score_manifest(scored, tiny_world.root, {"image": ten})   # other views: scored again, not reused
+    assert rep.scored["image"] == len(rows) and rep.reused["image"] == 0 and (again["teacher_sha"] == ten.sha).all()
+    path = mf.write(rows[list(mf.COLUMNS)], tmp_path / "rows.parquet", {"data_root": str(tiny_world.root)})
+    cmd = CliRunner().invoke(cli, ["filter", str(path), "--teacher", str(teacher.path), "--image-views", "1x7",
+                                   "--workers", "0", "--dry-run"])
+    assert cmd.exit_code != 0 and "crops in [1, 3, 10]" in cmd.output, cmd.output
+
+
 def test_filter_precision_beats_the_clean_rate(web_rows, teacher, tiny_world):
     """Keep iff top-1 == query class (OmniSource's rule): the kept rows are cleaner than the crawl."""
     out = filter_manifest(web_rows, tiny_world.root, {"image": teacher, "video": teacher}, KeepRules(match=True)).manifest

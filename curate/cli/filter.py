@@ -25,6 +25,11 @@ from trainers.config import ConfigError
 @click.option("--video-teacher", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
               help="Checkpoint for video rows and windows of untrimmed videos (OmniSource: a 3D SlowOnly); "
                    "repeatable like --image-teacher.")
+@click.option("--image-views", metavar="CLIPSxCROPS", default=None,
+              help="Test views for image rows instead of the teachers' own, e.g. 1x10 (TenCrop: five crops and their "
+                   "mirror images, ~10x the model work; on the demo world +0.02-0.03 precision at recall 0.8).")
+@click.option("--video-views", metavar="CLIPSxCROPS", default=None,
+              help="Test views for video rows and windows, e.g. 3x3; default: the teachers' own.")
 @click.option("--class-map", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSON/YAML {teacher class name or index: manifest class name or label id}; default: match by name.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
@@ -58,7 +63,8 @@ from trainers.config import ConfigError
 @click.option("--dry-run", is_flag=True, help="Score and print what each rule would keep per class; nothing is "
                                               "written, rejected or cut.")
 def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: tuple[Path, ...],
-               video_teacher: tuple[Path, ...], class_map: Path | None, out: Path | None, data_root: Path | None,
+               video_teacher: tuple[Path, ...], image_views: str | None, video_views: str | None,
+               class_map: Path | None, out: Path | None, data_root: Path | None,
                threshold: float | None, top_k: int | None, top_frac: float | None, match: bool, match_k: int,
                cheap: bool, min_side: int, min_duration: float, max_duration: float | None,
                untrimmed_over: float | None, window_s: float, stride_s: float | None, batch_size: int, workers: int,
@@ -70,13 +76,14 @@ def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: tuple[P
     own label, top-1, top-5, embeddings to OUT.emb.parquet); the keep rules then reject what they drop
     (status=rejected, error=teacher_low or teacher_mismatch; rows are never deleted). Videos longer than
     --untrimmed-over are scored in windows; kept windows are merged and cut into clip rows (parent_id).
-    Reruns skip rows already scored by the same checkpoint.
+    Reruns skip rows already scored by the same checkpoints and views.
 
     \b
     Examples:
       curate filter web.parquet --teacher runs/tsn/best.pt --threshold 0.3
       curate filter web.parquet --image-teacher tsn.pt --video-teacher slowonly.pt --top-frac 0.5 --dry-run
-      curate filter web.parquet --image-teacher tsn.pt --image-teacher slowonly.pt --video-teacher slowonly.pt
+      curate filter web.parquet --image-teacher tsn.pt --image-teacher slowonly.pt --video-teacher slowonly.pt \\
+          --image-views 1x10
     """
     from curate.cheap import CheapRules
     from curate.filter import KeepRules, filter_manifest, plot_extremes, plot_scores
@@ -95,7 +102,8 @@ def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: tuple[P
             df = mf.upsert(df, mf.read(out))
             con.print(f"resuming from {out}")
         both = [teacher] if teacher else []
-        teachers = teachers_from_args(list(image_teacher) or both, list(video_teacher) or both, device)
+        teachers = teachers_from_args(list(image_teacher) or both, list(video_teacher) or both, device,
+                                      {"image": image_views, "video": video_views})
         rules = KeepRules(threshold, top_k, top_frac, match, match_k)
         cheap_rules = CheapRules(min_side=min_side, min_duration_s=min_duration, max_duration_s=max_duration) \
             if cheap else None
