@@ -190,7 +190,7 @@ def jobs_for(world: World, web_root: Path, out: Path, spec: LoopSpec, corpora: M
     seed: the target's train split plus the corpus (None: target only; its stills only for the students
     spec.web_images gives them to), scored on val and test with predictions kept. Run folders are named by the knobs
     a rerun may change (epochs, web_images), so a rerun with other values trains next to the old runs and reuses
-    everything else."""
+    everything else; a run whose rows changed (another filter) is trained again in its folder."""
     from curate.efficiency import run_config
 
     tdf = mf.read(world.target_manifest)
@@ -207,7 +207,8 @@ def jobs_for(world: World, web_root: Path, out: Path, spec: LoopSpec, corpora: M
                 "web", student_web(corpus, kind, spec.web_images), share=spec.web_share, root=web_root)])
             for seed, cfg in cfgs.items():
                 run_dir = out / _slug(cond) / f"{Path(model).stem}_e{n}{images}_s{seed}"
-                jobs.append((cond, model, seed, RunJob(run_dir, cfg, srcs, whole, ("test", "val"), True, spec.device)))
+                jobs.append((cond, model, seed, RunJob(run_dir, cfg, srcs, whole, ("test", "val"), True, spec.device,
+                                                       replace_stale=True)))
     return jobs
 
 

@@ -2,7 +2,8 @@
 
 A job's folder holds run.json (what the run is: a hash of the config and of the exact rows it trains on), the
 trainer's files (last.pt, metrics.jsonl, curve.png) and, once scored, result.json. A rerun reads finished jobs
-back, resumes an interrupted one from its last.pt and refuses a folder that holds a different run. `run_jobs`
+back, resumes an interrupted one from its last.pt and refuses a folder that holds a different run (or, for a job
+that says replace_stale, as the demo's do, empties it and trains again). `run_jobs`
 runs many at once in worker processes of one torch thread each (tiny models train faster that way on few cores).
 """
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -37,6 +39,7 @@ class RunJob:
     splits: tuple[str, ...] = ("test",)
     outputs: bool = False            # write predictions.parquet + confusion.png under run_dir/eval_<split>
     device: str | None = None
+    replace_stale: bool = False      # a folder holding another run (other config or rows) is emptied, not refused
 
 
 def run_key(cfg: Mapping[str, Any], sources: Sequence[Source]) -> str:
@@ -54,11 +57,14 @@ def write_json(path: Path, obj: Mapping[str, Any]) -> None:
 
 def finished(job: RunJob, key: str | None = None) -> dict[str, Any] | None:
     """The result row of a job whose folder holds it finished (None when not); a folder holding another run is an
-    error."""
+    error, or emptied when the job says replace_stale."""
     run_dir = Path(job.run_dir)
     spec, done = run_dir / "run.json", run_dir / "result.json"
     if spec.exists() and json.loads(spec.read_text())["key"] != (key or run_key(job.cfg, job.sources)):
-        raise ConfigError(f"{run_dir} holds a run with other settings or rows; use another output folder")
+        if not job.replace_stale:
+            raise ConfigError(f"{run_dir} holds a run with other settings or rows; use another output folder")
+        shutil.rmtree(run_dir)
+        return None
     if done.exists():
         row = json.loads(done.read_text())
         if (run_dir / row["checkpoint"]).exists():

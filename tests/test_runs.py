@@ -42,6 +42,21 @@ def test_a_shared_pool_survives_a_failed_job_and_computes_like_a_fresh_one(tiny_
     assert again == shared and seen == [True, True]
 
 
+def test_a_folder_holding_another_run_is_refused_or_replaced(tiny_world, tmp_path):
+    lr = lambda: read_checkpoint(tmp_path / "s0" / "last.pt")["meta"]["schedule"]["lr"]  # noqa: E731
+    run_jobs(_jobs(tiny_world, tmp_path, [0]))
+    other = _jobs(tiny_world, tmp_path, [0])
+    other[0].cfg["schedule"]["lr"] = 5e-2                       # same folder, another config
+    with pytest.raises(ConfigError, match="holds a run with other settings"):
+        run_jobs(other)
+    assert lr() == pytest.approx(1e-2)                          # refused: the old run is untouched
+    other[0].replace_stale = True
+    seen = []
+    second = run_jobs(other, on_done=lambda i, row, reused: seen.append(reused))[0]
+    assert seen == [False] and lr() == pytest.approx(5e-2)     # trained again in its folder
+    assert run_jobs(other)[0] == second                         # and read back on the next call
+
+
 def test_a_call_queued_for_later_runs_behind_the_next_batch_in_a_worker(tiny_world, tmp_path):
     with WorkerPool(2) as pool:
         stamp = pool.later(time.time)                  # the clock of whichever worker runs it
