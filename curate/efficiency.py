@@ -119,13 +119,14 @@ def efficiency_curves(target: str | Path | pd.DataFrame, sources: Mapping[str, s
                       test_split: str = "test", data_root: str | Path | None = None,
                       schedule: Mapping[str, Any] | None = None, data: Mapping[str, Any] | None = None,
                       device: str | None = None, console: Console | None = None, workers: int = 1,
-                      pool: WorkerPool | None = None) -> pd.DataFrame:
+                      pool: WorkerPool | None = None, replace_stale: bool = False) -> pd.DataFrame:
     """Train the target-only student and one per (web source, fraction), test each on the target's test split, write
     efficiency.parquet and efficiency.png under out, and return the rows (columns SCHEMA). Sources are manifests (or
     Source objects for share/weight/power/pseudo); a DataFrame source's paths are relative to the target's root.
     Every run trains `epochs` on the train split without validation (the test split is the only score), with extra
     `schedule` and `data` knobs (trainers.inputs.data_overrides) over the defaults; `workers` runs train side by side
-    (curate.runs.run_jobs, in `pool` when given)."""
+    (curate.runs.run_jobs, in `pool` when given); a run folder holding another run is refused, or trained again when
+    replace_stale (the demo's, whose filtered rows change with the filter)."""
     out, con = Path(out), console or Console(quiet=True)
     fractions = parse_fractions(fractions)
     if not sources:
@@ -152,7 +153,8 @@ def efficiency_curves(target: str | Path | pd.DataFrame, sources: Mapping[str, s
             plan.append((name, f, out / "runs" / name / f"f{f:g}", [tgt, part], storage(subset)))
 
     test = Source("test", tdf, root=root)
-    jobs = [RunJob(run_dir, cfg, srcs, test, (test_split,), device=device) for _, _, run_dir, srcs, _ in plan]
+    jobs = [RunJob(run_dir, cfg, srcs, test, (test_split,), device=device, replace_stale=replace_stale)
+            for _, _, run_dir, srcs, _ in plan]
 
     def said(i: int, row: dict[str, Any], reused: bool) -> None:
         name, f, _, _, cost = plan[i]

@@ -351,7 +351,7 @@ def run_loop(world: World, web_url: str, out: Path, spec: LoopSpec = LoopSpec(),
         eff = efficiency_curves(world.target_manifest, by_media, eff_dir, model=spec.efficiency_model,
                                 tiny=spec.tiny, fractions=spec.fractions, epochs=spec.efficiency_epochs,
                                 batch_size=spec.batch_size, lr=spec.lr, size=spec.size, data={"scale": spec.scale},
-                                device=spec.device, workers=spec.workers, pool=pool)
+                                device=spec.device, workers=spec.workers, pool=pool, replace_stale=True)
         lap("efficiency")
     return LoopResult(web, deduped, rounds, teachers, runs, dedup, eff, clock, budget, spec.web_images, eff_dir)
 

@@ -116,6 +116,16 @@ def test_curves_on_the_demo_world_then_a_rerun_trains_nothing(tiny_world, web, t
         eff.efficiency_curves(tiny_world.target_manifest, web, out, fractions=[0.25, 0.5, 1.0], epochs=2,
                               data={"num_clips": 4})
 
+    # the demo's way: a point whose rows changed is trained again in its folder; the unchanged point is read back
+    monkeypatch.undo()
+    fewer = web["images"].iloc[2:]
+    changed = eff.efficiency_curves(tiny_world.target_manifest, {"images": fewer}, out, fractions=[1.0], epochs=1,
+                                    data={"num_clips": 4}, replace_stale=True)
+    assert set((out / "runs" / "images" / "f1" / "images_items.txt").read_text().split()) == set(fewer["item_id"])
+    assert changed.set_index("source").loc["target_only", "top1"] == zero["top1"]
+    assert (out / "runs" / "target_only" / "last.pt").stat().st_mtime_ns == stamps[out / "runs" / "target_only" /
+                                                                                    "last.pt"]
+
 
 def test_a_run_warms_up_over_an_eighth_of_its_own_epochs_whatever_its_recipe_says():
     tiny = eff.run_config("slowonly_r50", True, 40, 8, 3e-3, 32, 0, None, None)["schedule"]
