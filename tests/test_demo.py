@@ -30,6 +30,10 @@ def test_demo_world_only_ends_with_a_manifest_info_reads(tmp_path):
     assert '"rows": 192' in info.output
     again = CliRunner().invoke(cli, ["demo", "--out", str(out), "--classes", "4", "--world-only"])  # reuses the world
     assert again.exit_code == 0 and mf.read(manifest)["sha256"].tolist() == df["sha256"].tolist()
+    (out / "crawl").mkdir()             # once the loop has run in OUT, another world may not take its place
+    other = CliRunner().invoke(cli, ["demo", "--out", str(out), "--classes", "4", "--seed", "1", "--world-only"])
+    assert other.exit_code != 0 and "holds the demo of another world (seed 0, 4 classes)" in other.output
+    assert mf.read(manifest)["sha256"].tolist() == df["sha256"].tolist()
 
 
 def test_demo_rejects_a_bad_class_count(tmp_path):

@@ -18,6 +18,8 @@ from curate import manifest as mf
 from curate import media
 from curate.synth import World, make_world
 from curate.synth.classes import hashtags
+from curate.synth.plan import WorldSpec
+from curate.synth.world import fingerprint
 from curate.synth.web import WebHandle, serve
 
 
@@ -74,7 +76,8 @@ def demo(out: Path, num_classes: int, seed: int, workers: int | None, seeds: int
     6. students with and without the (un)filtered web data, over --seeds seeds; test top-1 (Table 1)
     7. the best students become the teachers of round 2 (and so on, --rounds): re-filter, train students again
     8. efficiency curves, the world's hierarchy in FineGym format, report.html (BMN + detector: in a worker beside 4-7)
-    A rerun reuses every finished step (students of other epochs train beside the old ones). With the defaults:
+    A rerun reuses every finished step (students of other epochs train beside the old ones); an OUT whose
+    crawl and runs came from another world (seed, --classes, --full) is refused. With the defaults:
     627 s on a 2-core Intel Xeon; a 2-core AMD EPYC trains at half that speed and fits the budget (--budget-min)
     with fewer student epochs, the 2D students' first.
     """
@@ -85,7 +88,9 @@ def demo(out: Path, num_classes: int, seed: int, workers: int | None, seeds: int
                  web_images)
     size = {"num_classes": 17, "train_per_class": 16, "val_per_class": 32, "test_per_class": 48} if full else {}
     try:
-        world = _generate(out / "world", size.pop("num_classes", num_classes), seed, workers, con, **size)
+        num_classes = size.pop("num_classes", num_classes)
+        _same_world(out, WorldSpec(num_classes=num_classes, seed=seed, **size))
+        world = _generate(out / "world", num_classes, seed, workers, con, **size)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     with serve(world.root) as web:
@@ -175,6 +180,24 @@ def _print_locdet(con: Console, m: dict[str, dict[str, float]], seconds: float, 
     con.print(t)
     con.print(f"  {'outputs':<17} {out}", soft_wrap=True, highlight=False)
     con.print(f"trained beside the loop in {seconds:.1f} s")
+
+
+LOOP_OUTPUTS = ("crawl", "dedup", "teachers", "students", "efficiency", "locdet")
+
+
+def _same_world(out: Path, spec: WorldSpec) -> None:
+    """Refuse an OUT whose crawl and runs were made from another world: reused, they would mix with this one's."""
+    meta = out / "world" / "world.json"
+    if not meta.exists() or not any((out / d).exists() for d in LOOP_OUTPUTS):
+        return
+    old = json.loads(meta.read_text())
+    if old.get("fingerprint") == fingerprint(spec):
+        return
+    was = WorldSpec(**old["spec"]) if "spec" in old else None
+    what = ("an older world generator's" if was == spec else
+            f"seed {was.seed}, {was.num_classes} classes" if was else "an unreadable spec")
+    raise click.ClickException(f"{out} holds the demo of another world ({what}); its crawl and training runs would mix "
+                               f"with this one's: give another --out, or delete {out}")
 
 
 def _generate(root: Path, num_classes: int, seed: int, workers: int | None, con: Console, **sizes) -> World:
