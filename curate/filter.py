@@ -25,7 +25,7 @@ from curate.teacher import Ensemble, ScoreReport, Teacher, inspection_only, scor
 
 TARGET_PRECISION, AT_RECALL = 0.95, 0.8   # the filter's goal: this precision on "label is right" at this recall
 
-RULES = ("threshold", "top_k", "top_frac", "match")
+RULES = ("threshold", "relative", "top_k", "top_frac", "match")
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,8 @@ class KeepRules:
     """None / False switches a rule off; the defaults are OmniSource's published rule (top-1 must match)."""
 
     threshold: float | None = None
+    relative: float | None = None    # p at least this fraction of the median p of its class's rows (same media; for
+                                     # windows of untrimmed videos, the median of the class's whole videos)
     top_k: int | None = None
     top_frac: float | None = None
     match: bool = True
@@ -50,6 +52,8 @@ class KeepRules:
         said = []
         if self.threshold is not None:
             said.append(f"p >= {self.threshold:g}")
+        if self.relative is not None:
+            said.append(f"p >= {self.relative:g} x its class's median")
         if self.top_k is not None:
             said.append(f"best {self.top_k} per class")
         if self.top_frac is not None:
@@ -64,12 +68,21 @@ def candidates(df: pd.DataFrame) -> pd.Series:
     return (df["status"] == "ok") & df["teacher_score"].notna() & ~inspection_only(df)
 
 
-def rule_masks(df: pd.DataFrame, rules: KeepRules) -> dict[str, pd.Series]:
-    """{rule: rows it keeps} over the candidate rows (ties at the top-k / fraction cut broken by item_id)."""
+def rule_masks(df: pd.DataFrame, rules: KeepRules, reference: pd.DataFrame | None = None) -> dict[str, pd.Series]:
+    """{rule: rows it keeps} over the candidate rows (ties at the top-k / fraction cut broken by item_id); the
+    relative rule's median is over `reference`'s rows of the same class and media when given (else the candidates')."""
     cand = df[candidates(df)]
     out: dict[str, pd.Series] = {}
     if rules.threshold is not None:
         out["threshold"] = cand["teacher_score"] >= rules.threshold
+    if rules.relative is not None:     # a class the teacher is less sure of keeps its share
+        keys = ["label_id", "media"]
+        bar = cand.groupby(keys)["teacher_score"].transform("median")
+        if reference is not None:
+            ref = reference[reference["teacher_score"].notna()].groupby(keys)["teacher_score"].median()
+            bar = pd.Series([ref.get(k, np.nan) for k in zip(cand["label_id"], cand["media"])], index=cand.index,
+                            dtype=float).fillna(bar)
+        out["relative"] = cand["teacher_score"] >= rules.relative * bar
     if rules.top_k is not None or rules.top_frac is not None:
         ranked = cand.sort_values(["teacher_score", "item_id"], ascending=[False, True], kind="stable")
         rank = ranked.groupby("label_id").cumcount().reindex(cand.index)
@@ -170,7 +183,9 @@ def cut_clips(df: pd.DataFrame, root: str | Path, teacher: Teacher | Ensemble, r
     scored, _ = score_manifest(windows, root, {"video": teacher}, batch_size=batch_size, workers=workers,
                                progress=progress)
     stats["windows"] = len(scored)
-    masks = rule_masks(scored, replace(rules, top_k=None, top_frac=None))   # per-class ranks: not for windows
+    # per-class ranks are not for windows; their relative bar is set by the class's whole videos
+    whole = df[(df["media"] == "video") & df["parent_id"].isna() & ~df["item_id"].isin(parents["item_id"])]
+    masks = rule_masks(scored, replace(rules, top_k=None, top_frac=None), reference=whole)
     kept = pd.concat(masks, axis=1).all(axis=1) if masks else candidates(scored)
     scored = scored.loc[kept.index[kept]]
     stats["windows_kept"] = len(scored)

@@ -71,6 +71,17 @@ def test_keep_rules_on_hand_made_scores():
     with pytest.raises(ValueError, match="match_k"):
         KeepRules(match_k=6)
 
+    out, removed = apply_rules(df, KeepRules(relative=0.6, match=False))  # each class's median is 0.5: p >= 0.3
+    assert kept(out) == [0.3, 0.3, 0.5, 0.5, 0.8, 0.8, 0.9, 0.9] and removed == {"relative": 2}
+    halved = df.copy()            # class 1 as a teacher less sure of it scores it: half of every p
+    halved.loc[halved["label_id"] == 1, "teacher_score"] *= 0.5
+    out, _ = apply_rules(halved, KeepRules(relative=1.0, match=False))   # at least the class's median: 3 + 3
+    assert sorted(out.loc[out["status"] == "ok", "teacher_score"].astype(float).round(3)) == \
+        [0.25, 0.4, 0.45, 0.5, 0.8, 0.9]
+    assert apply_rules(halved, KeepRules(threshold=0.5, match=False))[0].query("label_id == 1")["status"].eq(
+        "rejected").sum() == 5    # a global threshold drops the whole class
+    assert KeepRules(relative=0.6).describe() == "p >= 0.6 x its class's median, teacher top-1 = label"
+
     out, _ = apply_rules(df, KeepRules(top_k=2, match=False))
     assert kept(out) == [0.8, 0.8, 0.9, 0.9]
     out, _ = apply_rules(df, KeepRules(top_frac=0.5, match=False))  # ceil(5 * 0.5) = 3 per class
@@ -230,6 +241,12 @@ def test_clips_cut_from_an_untrimmed_video_are_exact(tiny_world, teacher, tmp_pa
         got = media.read_frames(tmp_path / c.path, range(int(c.frames)))
         assert abs(int(c.frames) - (b - a)) <= 1 and (b - a) < n
         assert np.abs(got[0].astype(int) - parent[a].astype(int)).mean() < 4.0
+
+    # The relative rule's bar for windows is the median of the class's whole videos: a whole video of the class
+    # scored at bar / 0.5 makes 0.5 x its median the same bar as above.
+    ref = video.assign(item_id="w" * 16, teacher_score=bar / 0.5, duration_s=2.0, status="rejected")
+    out, rel = cut_clips(mf.upsert(video, ref), tmp_path, teacher, KeepRules(relative=0.5, match=False), 2.0, 1.0, 4.0)
+    assert rel["windows_kept"] == stats["windows_kept"] < (windows["teacher_score"] >= 0.5 * bar).sum()
 
 
 def test_filter_command_dry_run_then_real_then_rerun(web_rows, tiny_teacher, tiny_world, tmp_path):

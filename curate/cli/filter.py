@@ -36,6 +36,9 @@ from trainers.config import ConfigError
               help="Output manifest (default: MANIFEST's name + .filtered.parquet). An existing one is resumed.")
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), help="Folder the paths are relative to.")
 @click.option("--threshold", type=float, help="Keep rows whose own-label probability is at least this.")
+@click.option("--relative", type=float,
+              help="Keep rows whose own-label probability is at least this fraction of the median over their class's "
+                   "rows of the same media (a class the teacher is less sure of keeps its share; e.g. 0.6).")
 @click.option("--top-k", type=int, help="Keep the k highest-scored rows of each class.")
 @click.option("--top-frac", type=float, help="Keep this fraction of each class's rows, best first.")
 @click.option("--match/--no-match", default=True, show_default=True,
@@ -65,7 +68,7 @@ from trainers.config import ConfigError
 def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: tuple[Path, ...],
                video_teacher: tuple[Path, ...], image_views: str | None, video_views: str | None,
                class_map: Path | None, out: Path | None, data_root: Path | None,
-               threshold: float | None, top_k: int | None, top_frac: float | None, match: bool, match_k: int,
+               threshold: float | None, relative: float | None, top_k: int | None, top_frac: float | None, match: bool, match_k: int,
                cheap: bool, min_side: int, min_duration: float, max_duration: float | None,
                untrimmed_over: float | None, window_s: float, stride_s: float | None, batch_size: int, workers: int,
                device: str | None, plots: Path | None, pseudo_mp4: str | None, dry_run: bool) -> None:
@@ -104,7 +107,7 @@ def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: tuple[P
         both = [teacher] if teacher else []
         teachers = teachers_from_args(list(image_teacher) or both, list(video_teacher) or both, device,
                                       {"image": image_views, "video": video_views})
-        rules = KeepRules(threshold, top_k, top_frac, match, match_k)
+        rules = KeepRules(threshold, relative, top_k, top_frac, match, match_k)
         cheap_rules = CheapRules(min_side=min_side, min_duration_s=min_duration, max_duration_s=max_duration) \
             if cheap else None
         meta = {**mf.read_metadata(manifest_path), "data_root": str(Path(root).resolve())}
