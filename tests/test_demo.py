@@ -117,7 +117,10 @@ def test_the_loop_prints_table_one_and_filter_quality(loop):
     r1 = mf.read(out / "manifests" / "web_round1.parquet")
     rejected = r1[r1["status"] == "rejected"]
     assert rejected["error"].str.match(r"^[a-z_0-9]+: ").all()
-    assert {"teacher_mismatch", "duplicate_of_val", "untrimmed"} <= set(rejected["error"].str.split(":").str[0])
+    assert {"teacher_low", "duplicate_of_val", "untrimmed"} <= set(rejected["error"].str.split(":").str[0])
+    low = rejected[rejected["error"].str.startswith("teacher_low")]
+    assert low["error"].str.contains(r"fails relative$|no [\d.]+-s window kept$").all(), low["error"].tolist()
+    assert low["error"].str.endswith("fails relative").any()     # the demo's rule: p against its class's median
     assert r1.loc[r1["source"] == "clip", "parent_id"].isin(r1["item_id"]).all()
     # the planted near-copies of val/test that were crawled are found (all but at most one), nothing else is hit
     truth = mf.read(out / "world" / "truth" / "web.parquet", validate_rows=False)
