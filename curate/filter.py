@@ -43,6 +43,8 @@ class KeepRules:
     def __post_init__(self) -> None:
         if not 1 <= self.match_k <= 5:
             raise ValueError(f"match_k is 1..5 (the teacher keeps its top-5), not {self.match_k}")
+        if self.relative is not None and self.relative <= 0:
+            raise ValueError(f"relative is a fraction of the class's median p, above 0, not {self.relative}")
 
     def enabled(self) -> list[str]:
         return [r for r in RULES if getattr(self, r) not in (None, False)]

@@ -53,8 +53,8 @@ class LoopSpec:
     web_images: str = "2d"           # which students take web images (still pseudo-videos): 'all', '2d' (frame models
                                      # only; the others train on web videos) or 'none'. SlowOnly, 5 seeds: pooled
                                      # filtered web 0.417, filtered web videos only 0.628 (target only 0.472)
-    image_views: str | None = "1x10"  # TenCrop for the image teachers; P@R0.8 on images, round-1 teachers: world 0 0.877
-                                      # -> 0.902, world 1 0.856 -> 0.890; world 0's 3 round-2 pairs +0.015 to +0.024
+    image_views: str | None = "1x10"  # TenCrop for the image teachers; P@R0.8 on images, round-1 teachers: world 0
+                                      # 0.877 -> 0.902, world 1 0.856 -> 0.890; world 0's round-2 pairs +0.015-0.024
     keep: KeepRules = KeepRules(relative=0.7, match=False)  # round 1, worlds 0 / 1, recall / precision: top-1 match
                                      # 0.47 / 0.92; top-2 match 0.73 / 0.91, 0.67 / 0.93; p >= 0.7 x class median
                                      # 0.81 / 0.92, 0.82 / 0.93 (Table 1 within the seed spread)

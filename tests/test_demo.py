@@ -1,6 +1,7 @@
 """`curate demo`: the world alone (`--world-only`, read back by `curate info`), and the whole loop on a 4-class world
 with minute schedules: Table 1 over two seeds, filter quality against the truth, a rerun that trains nothing, and
 report.html rendered by headless Chromium."""
+import json
 import re
 import shutil
 import subprocess
@@ -33,6 +34,11 @@ def test_demo_world_only_ends_with_a_manifest_info_reads(tmp_path):
     (out / "crawl").mkdir()             # once the loop has run in OUT, another world may not take its place
     other = CliRunner().invoke(cli, ["demo", "--out", str(out), "--classes", "4", "--seed", "1", "--world-only"])
     assert other.exit_code != 0 and "holds the demo of another world (seed 0, 4 classes)" in other.output
+    meta = json.loads((out / "world" / "world.json").read_text())   # as a later generator with another knob wrote it
+    (out / "world" / "world.json").write_text(json.dumps({**meta, "fingerprint": "0" * 16,
+                                                          "spec": {**meta["spec"], "new_knob": 1}}))
+    newer = CliRunner().invoke(cli, ["demo", "--out", str(out), "--classes", "4", "--world-only"])
+    assert newer.exit_code != 0 and "another version of the world generator" in newer.output
     assert mf.read(manifest)["sha256"].tolist() == df["sha256"].tolist()
 
 

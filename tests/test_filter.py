@@ -81,6 +81,8 @@ def test_keep_rules_on_hand_made_scores():
     assert apply_rules(halved, KeepRules(threshold=0.5, match=False))[0].query("label_id == 1")["status"].eq(
         "rejected").sum() == 5    # a global threshold drops the whole class
     assert KeepRules(relative=0.6).describe() == "p >= 0.6 x its class's median, teacher top-1 = label"
+    with pytest.raises(ValueError, match="above 0"):
+        KeepRules(relative=0)
 
     out, _ = apply_rules(df, KeepRules(top_k=2, match=False))
     assert kept(out) == [0.8, 0.8, 0.9, 0.9]

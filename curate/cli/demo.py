@@ -193,9 +193,12 @@ def _same_world(out: Path, spec: WorldSpec) -> None:
     old = json.loads(meta.read_text())
     if old.get("fingerprint") == fingerprint(spec):
         return
-    was = WorldSpec(**old["spec"]) if "spec" in old else None
-    what = ("an older world generator's" if was == spec else
-            f"seed {was.seed}, {was.num_classes} classes" if was else "an unreadable spec")
+    try:
+        was = WorldSpec(**old["spec"])
+    except (KeyError, TypeError):      # written by a generator with other knobs
+        was = None
+    what = (f"seed {was.seed}, {was.num_classes} classes" if was is not None and was != spec else
+            "another version of the world generator")
     raise click.ClickException(f"{out} holds the demo of another world ({what}); its crawl and training runs would mix "
                                f"with this one's: give another --out, or delete {out}")
 

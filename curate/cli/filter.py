@@ -68,7 +68,8 @@ from trainers.config import ConfigError
 def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: tuple[Path, ...],
                video_teacher: tuple[Path, ...], image_views: str | None, video_views: str | None,
                class_map: Path | None, out: Path | None, data_root: Path | None,
-               threshold: float | None, relative: float | None, top_k: int | None, top_frac: float | None, match: bool, match_k: int,
+               threshold: float | None, relative: float | None, top_k: int | None, top_frac: float | None,
+               match: bool, match_k: int,
                cheap: bool, min_side: int, min_duration: float, max_duration: float | None,
                untrimmed_over: float | None, window_s: float, stride_s: float | None, batch_size: int, workers: int,
                device: str | None, plots: Path | None, pseudo_mp4: str | None, dry_run: bool) -> None:
