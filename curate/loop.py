@@ -329,8 +329,9 @@ def run_loop(world: World, web_url: str, out: Path, spec: LoopSpec = LoopSpec(),
         r["right"] = right
         rounds.append(r)
         q = r["quality"]
-        said(f"filter round {rnd}: kept {q['kept']} of {q['judged']} judged web items, precision {q['precision']:.3f} "
-             f"(crawl {q['base_rate']:.3f}), recall {q['recall']:.3f}; {r['clips'].get('clips', 0)} clips cut; "
+        said(f"filter round {rnd} (keep {r['rule']}): kept {q['kept']} of {q['judged']} judged web items, "
+             f"precision {q['precision']:.3f} (crawl {q['base_rate']:.3f}), recall {q['recall']:.3f}; "
+             f"{r['clips'].get('clips', 0)} clips cut; "
              + at_recall_line(q))
         lap(f"filter round {rnd}")
         stage(f"students round {rnd}")
@@ -375,7 +376,7 @@ def filter_round(deduped: pd.DataFrame, web_root: Path, path: Path, ckpts: Mappi
             "untrimmed": spec.untrimmed_over_s, "window": spec.window_s, "rows": sorted(deduped["item_id"]),
             "ok": int((deduped["status"] == "ok").sum())}
     key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
-    out = {"teachers": dict(ckpts), "path": path}
+    out = {"teachers": dict(ckpts), "path": path, "rule": spec.keep.describe()}
     if path.exists() and mf.read_metadata(path).get("filter_key") == key:
         stats = json.loads(mf.read_metadata(path)["filter_stats"])
         return {**out, "manifest": mf.read(path), **stats}

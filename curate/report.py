@@ -97,6 +97,7 @@ def filter_table(result: LoopResult) -> pd.DataFrame:
                      "precision": round(q["precision"], 3), "recall": round(q["recall"], 3),
                      "crawl's clean rate": round(q["base_rate"], 3),
                      **{f"P @ R {AT_RECALL}, {k}": round(v, 3) for k, v in q["at_recall"].items()},
+                     "keep rule": r["rule"],
                      "removed by rule": ", ".join(f"{k} {v}" for k, v in r["removed"].items()),
                      "clips cut": r["clips"].get("clips", 0)})
     return pd.DataFrame(rows)
