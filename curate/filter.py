@@ -81,9 +81,9 @@ def rule_masks(df: pd.DataFrame, rules: KeepRules, reference: pd.DataFrame | Non
         keys = ["label_id", "media"]
         bar = cand.groupby(keys)["teacher_score"].transform("median")
         if reference is not None:
-            ref = reference[reference["teacher_score"].notna()].groupby(keys)["teacher_score"].median()
-            bar = pd.Series([ref.get(k, np.nan) for k in zip(cand["label_id"], cand["media"])], index=cand.index,
-                            dtype=float).fillna(bar)
+            ref = reference.groupby(keys)["teacher_score"].median()      # NaN scores are skipped
+            bar = pd.Series(ref.reindex(pd.MultiIndex.from_frame(cand[keys])).to_numpy(float),
+                            index=cand.index).fillna(bar)
         out["relative"] = cand["teacher_score"] >= rules.relative * bar
     if rules.top_k is not None or rules.top_frac is not None:
         ranked = cand.sort_values(["teacher_score", "item_id"], ascending=[False, True], kind="stable")
