@@ -21,12 +21,14 @@ OTHER_STAGES = 2.0        # world, crawl, teachers, filters, report (BMN + detec
                           # units of the teachers' wall time: measured 1.76x on a 2-core AMD EPYC
 
 
-def fit_budget(spec: LoopSpec, teachers: pd.DataFrame, efficiency: bool = True) -> tuple[LoopSpec, bool, str | None]:
+def fit_budget(spec: LoopSpec, teachers: pd.DataFrame, efficiency: bool = True, extra_s: float = 0.0
+               ) -> tuple[LoopSpec, bool, str | None]:
     """(spec, efficiency, note) that fit spec.budget_s, predicted from the teachers' measured seconds per epoch on
     this machine (column run_s; recorded, so a rerun decides the same): first the efficiency curves go, then the 2D
     students' epochs shrink, then the other students' (a frame model's Table 1 row moves little with its length on
     this world; the 3D students need the epochs to show web data's effect), never below MIN_EPOCHS (a machine too
-    slow for that overruns the budget rather than train students that learn nothing). note is None when everything
+    slow for that overruns the budget rather than train students that learn nothing); extra_s: seconds of other
+    runs beside the teachers (the cross-fitted image teachers), spread over the workers. note is None when everything
     fits as planned; the epochs chosen per model land in spec.epochs_by_model."""
     if spec.budget_s is None:
         return spec, efficiency, None
@@ -40,7 +42,7 @@ def fit_budget(spec: LoopSpec, teachers: pd.DataFrame, efficiency: bool = True) 
     students = sum(unit[m] * e for m, e in plan.items())
     curves = per_epoch.get(spec.efficiency_model, slowest) * (
         1 + 2 * len(spec.fractions) * web) * spec.efficiency_epochs / parallel if efficiency else 0.0
-    left = spec.budget_s - OTHER_STAGES * float(teachers["run_s"].max())
+    left = spec.budget_s - OTHER_STAGES * float(teachers["run_s"].max()) - extra_s / parallel
     if students + curves <= left:
         return spec, efficiency, None
     speed = ", ".join(f"{Path(m).stem} {v:.2f}" for m, v in per_epoch.items())

@@ -105,6 +105,16 @@ def _ms(t: float | None) -> str:
     return "" if t is None or (isinstance(t, float) and np.isnan(t)) else f"{float(t):.3f}"
 
 
+def fold_of(df: pd.DataFrame, folds: int, seed: int = 0) -> np.ndarray:
+    """Each row's fold in 0..folds-1, a pure function of (seed, the row's item id) so that every run agrees; a clip
+    cut from a longer file takes its parent's fold (a model that trained on the file has seen the clip)."""
+    if folds < 2:
+        raise ValueError(f"folds must be at least 2, got {folds}")
+    key = df["parent_id"].fillna(df["item_id"]) if "parent_id" in df else df["item_id"]
+    return np.array([int(hashlib.sha256(f"{seed}\x1f{k}".encode()).hexdigest()[:8], 16) % folds for k in key],
+                    dtype=np.int64)
+
+
 def media_relpath(source: str, iid: str, ext: str) -> str:
     """Where an item's file lives under the data root: <source>/<id[:2]>/<id>.<ext> (never from titles or URLs)."""
     if not iid or any(c not in "0123456789abcdef" for c in iid):

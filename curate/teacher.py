@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,9 @@ import yaml
 
 from curate import media
 from curate.files import atomic_path
+
+if TYPE_CHECKING:
+    from trainers.sources import Holdout
 
 TOP_K = 5
 
@@ -51,6 +54,17 @@ class Teacher:
     def is_2d(self) -> bool:
         return next(iter(self.meta["input"].values())).get("input_format") != "NCTHW"
 
+    @property
+    def holdout(self) -> Holdout | None:
+        """The fold its training left out (a cross-fitted teacher scores only those rows), or None."""
+        from trainers.sources import Holdout
+
+        found = {str(s["holdout"]) for s in self.meta.get("sources", []) if s.get("holdout")}
+        if len(found) > 1:
+            raise ValueError(f"{self.path}: its sources hold out different folds ({sorted(found)}), so which rows it "
+                             "has not seen is not one fold")
+        return Holdout.parse(found.pop()) if found else None
+
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
     """The given device, else cuda when present, else cpu."""
@@ -69,8 +83,11 @@ def load_teacher(path: str | Path, device: str | torch.device | None = None) -> 
 @dataclass
 class Ensemble:
     """Teachers of the same classes scoring together: class probabilities combined by geometric mean, embeddings
-    from the first. One member is that teacher alone (same sha, same scores). views (clips, crops) overrides every
-    member's own test views, e.g. (1, 10): TenCrop, five crops and their mirror images."""
+    from the first member that scored the row. One member is that teacher alone (same sha, same scores). views
+    (clips, crops) overrides every member's own test views, e.g. (1, 10): TenCrop, five crops and their mirror
+    images. Cross-fitted members (trained with a `holdout` source) score only the rows of the fold they left out;
+    they come as whole sets, one checkpoint per fold of a (folds, seed) split, so every row is scored by a member
+    that never trained on it."""
 
     members: list[Teacher]
     views: tuple[int, int] | None = None
@@ -82,6 +99,15 @@ class Ensemble:
             if t.classes != self.members[0].classes:
                 raise ValueError(f"ensemble members must share their classes: {t.path} has {len(t.classes)} classes "
                                  f"that differ from those of {self.members[0].path}")
+        splits: dict[tuple[int, int], set[int]] = {}
+        for t in self.members:
+            if t.holdout is not None:
+                splits.setdefault((t.holdout.folds, t.holdout.seed), set()).add(t.holdout.fold)
+        for (folds, seed), have in splits.items():
+            if len(have) < folds:
+                raise ValueError(f"cross-fitted teachers of the {folds}-fold split with seed {seed} lack fold(s) "
+                                 f"{sorted(set(range(folds)) - have)}: pass one checkpoint per fold, or the rows "
+                                 "of a missing fold would be scored by none of them")
 
     @property
     def sha(self) -> str:
@@ -98,20 +124,29 @@ class Ensemble:
     def score(self, rows: pd.DataFrame, root: str | Path, batch_size: int = 16, workers: int = 0,
               progress: Callable[[int], None] | None = None
               ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray], dict[int, str]]:
-        """forward() of every member over rows, combined; a row any member fails to decode fails."""
-        outs = [forward(t, loader(ScoreDataset(rows, root, t, self.views), batch_size, workers),
-                        progress if i == 0 else None)
-                for i, t in enumerate(self.members)]
+        """forward() of every member over the rows it may score, combined; a row any member fails to decode fails."""
+        rows = rows.reset_index(drop=True)
+        ticker = next((i for i, t in enumerate(self.members) if t.holdout is None), None)
+        outs = []
+        for i, t in enumerate(self.members):
+            mine = np.arange(len(rows)) if t.holdout is None else np.flatnonzero(t.holdout.held_out(rows))
+            out = forward(t, loader(ScoreDataset(rows.iloc[mine], root, t, self.views), batch_size, workers),
+                          progress if i == ticker else None)
+            outs.append(tuple({int(mine[r]): v for r, v in part.items()} for part in out))
+        if ticker is None and progress:
+            progress(len(rows))
         if len(outs) == 1:
             return outs[0]
         failed = {r: e for _, _, bad in outs for r, e in bad.items()}
-        probs = {}
-        for r in outs[0][0]:
-            if r not in failed:
-                logp = np.mean([np.log(np.maximum(o[0][r], 1e-12)) for o in outs], axis=0)
-                p = np.exp(logp - logp.max())
-                probs[r] = p / p.sum()
-        return probs, {r: e for r, e in outs[0][1].items() if r in probs}, failed
+        probs, embs = {}, {}
+        for r in range(len(rows)):
+            mine = [o for o in outs if r in o[0]]
+            if r in failed or not mine:
+                continue
+            logp = np.mean([np.log(np.maximum(o[0][r], 1e-12)) for o in mine], axis=0)
+            p = np.exp(logp - logp.max())
+            probs[r], embs[r] = p / p.sum(), mine[0][1][r]
+        return probs, embs, failed
 
 
 # ----------------------------------------------------------------------------------------------- class matching

@@ -53,6 +53,15 @@ def test_demo_rejects_an_unknown_student_before_any_work(tmp_path):
     assert not (tmp_path / "d").exists()
 
 
+def test_demo_rejects_a_bad_cross_fit_before_any_work(tmp_path):
+    from curate.cli.demo import _cross_fit
+
+    assert _cross_fit("2x3") == (2, 3) and _cross_fit("none") is None
+    result = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path / "d"), "--cross-fit", "1x2"])
+    assert result.exit_code != 0 and "FOLDSxSPLITS with FOLDS >= 2" in result.output
+    assert not (tmp_path / "d").exists()
+
+
 def test_table_one_and_verdicts_cover_every_filter_round():
     import pandas as pd
 
@@ -88,7 +97,7 @@ def test_precision_at_recall_is_the_best_precision_a_score_threshold_keeps_at_th
 
 
 LOOP = ["--classes", "4", "--seeds", "2", "--teacher-epochs", "3", "--student-epochs", "1", "--no-localize",
-        "--workers", "2"]
+        "--workers", "2", "--cross-fit", "2x1"]
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +138,13 @@ def test_the_loop_prints_table_one_and_filter_quality(loop):
     assert low["error"].str.contains(r"fails relative$|no [\d.]+-s window kept$").all(), low["error"].tolist()
     assert low["error"].str.endswith("fails relative").any()     # the demo's rule: p against its class's median
     assert r1.loc[r1["source"] == "clip", "parent_id"].isin(r1["item_id"]).all()
+    # round 1 scored the images with the cross-fitted TSNs (one per fold, each with its holdout), TenCrop views
+    from curate.teacher import teachers_from_args
+
+    folds = sorted((out / "teachers" / "cross_fit").glob("tsn_r50_e1_f*of2_s0/last.pt"))
+    images = teachers_from_args(folds, [], "cpu", {"image": "1x10"})["image"]
+    assert len(folds) == 2 and sorted(str(t.holdout) for t in images.members) == ["0/2@0", "1/2@0"]
+    assert (r1.loc[(r1["media"] == "image") & r1["teacher_sha"].notna(), "teacher_sha"] == images.sha).all()
     # the planted near-copies of val/test that were crawled are found (all but at most one), nothing else is hit
     truth = mf.read(out / "world" / "truth" / "web.parquet", validate_rows=False)
     planted = r1["sha256"].isin(truth.loc[truth["copy_of"].notna(), "sha256"]) & r1["parent_id"].isna()
@@ -194,7 +210,7 @@ def test_a_rerun_with_other_student_epochs_trains_beside_the_old_runs_and_reuses
     args = [*LOOP, "--seeds", "1", "--rounds", "1", "--student-epochs", "2", "--no-efficiency"]
     again = CliRunner().invoke(cli, ["demo", "--out", str(out), *args])
     assert again.exit_code == 0, again.output
-    assert again.output.count("(done before)") == 2                        # the two teachers
+    assert again.output.count("(done before)") == 4                        # the teachers, two of them cross-fit
     new = sorted((out / "students").glob("*/*_e2_s0/last.pt"))
     assert len(new) == 6 and not set(new) & set(stamps)                     # 3 conditions x 2 models, all new
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps              # the epoch-1 runs untouched
@@ -210,6 +226,7 @@ def test_the_time_budget_drops_the_curves_first_then_shortens_the_2d_students_th
     fast = pd.DataFrame({"model": ["tsn_r50", "slowonly_r50"], "run_s": [52.0, 58.0]})
     ample = replace(spec, budget_s=1300.0)
     assert fit_budget(ample, fast) == (ample, True, None)       # fits: nothing changes
+    assert fit_budget(ample, fast, extra_s=600.0)[2] is not None   # the cross-fitted teachers' time counts
     assert fit_budget(replace(spec, budget_s=None), fast.assign(run_s=[1e4, 1e4]))[2] is None   # no budget, no limit
 
     slow = fast.assign(run_s=[116.0, 133.0])

@@ -153,6 +153,40 @@ def test_an_ensemble_scores_the_geometric_mean_of_its_members(web_rows, teacher,
         Ensemble([teacher, other])
 
 
+def test_cross_fitted_teachers_score_only_the_fold_they_left_out(web_rows, teacher, tiny_world, tmp_path):
+    import torch
+
+    from trainers.checkpoint import save_checkpoint
+    from trainers.sources import Holdout
+
+    folds = []
+    for fold in (0, 1):      # two members that differ (classifier rows permuted), each saying which fold it left out
+        t = load_teacher(teacher.path, "cpu")
+        with torch.no_grad():
+            for p in t.model.cls_head.parameters():
+                p.copy_(p[torch.randperm(p.shape[0], generator=torch.Generator().manual_seed(fold))])
+        sources = [*t.meta["sources"], {"name": "web", "holdout": f"{fold}/2@5"}]
+        save_checkpoint(tmp_path / f"f{fold}.pt", t.model, {**t.meta, "sources": sources})
+        folds.append(load_teacher(tmp_path / f"f{fold}.pt", "cpu"))
+    assert [t.holdout for t in folds] == [Holdout(0, 2, 5), Holdout(1, 2, 5)] and teacher.holdout is None
+    rows = web_rows[web_rows["media"] == "image"].head(16).reset_index(drop=True)
+    fold_of = mf.fold_of(rows, 2, 5)
+    assert set(fold_of) == {0, 1}
+    from curate.teacher import ScoreDataset, forward, loader
+
+    alone = [forward(t, loader(ScoreDataset(rows, tiny_world.root, t), 8, 0))[0] for t in (teacher, *folds)]  # all
+    probs = Ensemble(folds).score(rows, tiny_world.root)[0]
+    assert set(probs) == set(range(len(rows)))
+    for r, p in probs.items():            # each row by the one member that never trained on it
+        np.testing.assert_allclose(p, alone[1 + fold_of[r]][r], rtol=1e-4, atol=1e-7)
+    mixed = Ensemble([teacher, *folds]).score(rows, tiny_world.root)[0]
+    for r, p in mixed.items():            # with a plain member: the geometric mean of it and the row's fold member
+        expect = np.sqrt(alone[0][r] * alone[1 + fold_of[r]][r])
+        np.testing.assert_allclose(p, expect / expect.sum(), rtol=1e-4, atol=1e-7)
+    with pytest.raises(ValueError, match=r"lack fold\(s\) \[1\]"):
+        Ensemble([teacher, folds[0]])      # fold 1's rows would have no member that never saw them
+
+
 def test_test_views_override_the_teachers_own_and_rescore(web_rows, teacher, tiny_world, tmp_path):
     rows = web_rows[web_rows["media"] == "image"].head(8).reset_index(drop=True)
     one, ten = Ensemble([teacher]), Ensemble([teacher], (1, 10))

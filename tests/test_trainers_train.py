@@ -22,7 +22,7 @@ from trainers.config import ConfigError
 from trainers.data import Group
 from trainers.inputs import data_overrides
 from trainers.schedule import Schedule, lr_factor
-from trainers.sources import Source
+from trainers.sources import Holdout, Source, load_source, parse_source
 from trainers.train import _loss, make_config, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,6 +158,27 @@ def test_mixed_source_run_logs_each_source_and_skips_unusable_rows(tiny_world, t
     assert result.rows["target"] == 12 and result.skipped["web"]["failed"] > 0
     assert result.metrics["n"] == 16 and "set_acc" in result.metrics                   # validated on 'val'
     assert (tmp_path / "curve.png").stat().st_size > 5000 and result.best.exists()
+
+
+def test_a_holdout_source_leaves_its_fold_out_and_the_checkpoint_says_which(tiny_world, tmp_path):
+    from curate.teacher import load_teacher
+
+    web = mf.read(tiny_world.truth_web, validate_rows=False)
+    web = web[web["media"] == "image"].reset_index(drop=True)
+    src = parse_source(f"web={tiny_world.truth_web}:media=image,holdout=1/2@3")
+    assert src.holdout == "1/2@3" and Holdout.parse("0/4") == Holdout(0, 4, 0)
+    left = mf.fold_of(web, 2, 3) == 1
+    assert 0 < left.sum() < len(web) and not np.array_equal(left, mf.fold_of(web, 2, 4) == 1)   # the seed matters
+    assert set(load_source(src)[0]["item_id"]) == set(web.loc[~left, "item_id"])
+    clips = web.head(3).assign(parent_id=web["item_id"].iloc[3])        # a clip takes its parent's fold
+    assert (mf.fold_of(clips, 5, 1) == mf.fold_of(web.iloc[[3]], 5, 1)[0]).all()
+    for bad in ("2/2", "0/1", "a/2", "1", "0/2@x"):
+        with pytest.raises(ConfigError, match="FOLD/FOLDS"):
+            parse_source(f"web=x.parquet:holdout={bad}")
+    cfg = tiny_cfg("tsn_r50", epochs=1, batch_size=4)
+    result = train(cfg, [Source("target", tiny_world.target_manifest, split="train"), src], tmp_path, progress=False)
+    assert result.rows["web"] + sum(result.skipped.get("web", {}).values()) == (~left).sum()
+    assert load_teacher(result.last, "cpu").holdout == Holdout(1, 2, 3)
 
 
 def test_schedules_by_hand():

@@ -29,7 +29,36 @@ import pandas as pd
 from curate import manifest as mf
 from trainers.config import ConfigError
 
-SOURCE_KEYS = ("split", "weight", "share", "batch", "power", "pseudo", "root", "media")
+SOURCE_KEYS = ("split", "weight", "share", "batch", "power", "pseudo", "root", "media", "holdout")
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """Rows of fold `fold` (of `folds`, assigned by curate.manifest.fold_of with `seed`) left out of training, so
+    the model can score them as unseen: a cross-fitted teacher. Written FOLD/FOLDS[@SEED], e.g. 0/2@1."""
+
+    fold: int
+    folds: int
+    seed: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> Holdout:
+        head, _, seed = str(text).partition("@")
+        fold, slash, folds = head.partition("/")
+        try:
+            out = cls(int(fold), int(folds), int(seed or 0))
+        except ValueError:
+            out = None
+        if not slash or out is None or out.folds < 2 or not 0 <= out.fold < out.folds:
+            raise ConfigError(f"holdout {text!r} is not FOLD/FOLDS[@SEED] with FOLDS >= 2 and 0 <= FOLD < FOLDS")
+        return out
+
+    def __str__(self) -> str:
+        return f"{self.fold}/{self.folds}@{self.seed}"
+
+    def held_out(self, df: pd.DataFrame) -> np.ndarray:
+        """Which rows of df this holdout leaves out (and a cross-fitted teacher may therefore score)."""
+        return mf.fold_of(df, self.folds, self.seed) == self.fold
 
 
 @dataclass
@@ -46,6 +75,7 @@ class Source:
     pseudo: str | None = None
     root: str | Path | None = None
     media: str | None = None
+    holdout: str | None = None       # FOLD/FOLDS[@SEED]: that fold's rows are not trained on (Holdout)
     extra: dict = field(default_factory=dict)
 
     def batch_size(self, target_batch: int) -> int:
@@ -75,6 +105,9 @@ def parse_source(text: str, default_name: str | None = None) -> Source:
         key, eq, value = pair.partition("=")
         if not eq or key not in SOURCE_KEYS:
             raise ConfigError(f"source {text!r}: {pair!r} is not KEY=VALUE with KEY in {list(SOURCE_KEYS)}")
+        if key == "holdout":
+            src.holdout = str(Holdout.parse(value))
+            continue
         try:
             cast = {"weight": float, "share": float, "power": float, "batch": int}.get(key, str)
             setattr(src, key, cast(value))
@@ -92,6 +125,8 @@ def load_source(src: Source) -> tuple[pd.DataFrame, Path | None]:
         df = mf.read(path)
     if src.media:
         df = df[df["media"] == src.media]
+    if src.holdout:
+        df = df[~Holdout.parse(src.holdout).held_out(df)]
     return df, path
 
 

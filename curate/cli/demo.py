@@ -38,6 +38,10 @@ DEFAULT_BUDGET_MIN = 11.0   # make demo's 15 minutes less a fresh install (venv,
               help="Filter rounds: from round 2 on, the best students of the round before are the teachers "
                    "(each round adds a filter pass and one student per model and seed, about 130 s on 2 cores).")
 @click.option("--teacher-epochs", type=int, default=None, help="Epochs of the two teachers (default 150; --full 300).")
+@click.option("--cross-fit", default="2x3", show_default=True, metavar="FOLDSxSPLITS|none",
+              help="Round 1's image teacher: TSNs trained on the target plus the crawl's own images (their crawl "
+                   "labels), one per fold of SPLITS random FOLDS-fold splits, each scoring only the images it left "
+                   "out (trained 3/5 of --teacher-epochs); none: the target-only teachers, as OmniSource did.")
 @click.option("--student-epochs", type=int, default=None,
               help="Epochs of every student, efficiency runs included (default 60 and 40; --full 100).")
 @click.option("--web-images", type=click.Choice(["2d", "all", "none"]), default="2d", show_default=True,
@@ -62,7 +66,8 @@ DEFAULT_BUDGET_MIN = 11.0   # make demo's 15 minutes less a fresh install (venv,
                    "i3d_r50,r2plus1d_r34: their temporal-order pair accuracy lands in the tables); --full takes all.")
 @click.option("--device", default=None, help="cpu, cuda, ... (default: cuda when present).")
 def demo(out: Path, num_classes: int, seed: int, workers: int | None, seeds: int, rounds: int,
-         teacher_epochs: int | None, student_epochs: int | None, web_images: str, budget_min: float | None,
+         teacher_epochs: int | None, cross_fit: str, student_epochs: int | None, web_images: str,
+         budget_min: float | None,
          localize: bool, with_efficiency: bool, world_only: bool, full: bool, students: str, device: str | None
          ) -> None:
     """Run the OmniSource loop on the embedded demo world and write OUT/report.html.
@@ -71,7 +76,8 @@ def demo(out: Path, num_classes: int, seed: int, workers: int | None, seeds: int
     1. generate the world under OUT/world (target clips with a small train split, a noisy web corpus, the truth)
     2. serve its web on 127.0.0.1, check it and probe the target into OUT/manifests/target.parquet
     3. crawl it with recipes/demo.yaml (search images, hashtag images and videos, untrimmed videos)
-    4. dedup the crawl against val/test; train a TSN (image) and a SlowOnly (video) teacher on the train split
+    4. dedup the crawl against val/test; train a TSN (image) and a SlowOnly (video) teacher on the train split,
+       and cross-fitted TSNs on the train split plus the crawl's images (--cross-fit)
     5. filter the crawl with the teachers (untrimmed videos cut into the clips they believe)
     6. students with and without the (un)filtered web data, over --seeds seeds; test top-1 (Table 1)
     7. the best students become the teachers of round 2 (and so on, --rounds): re-filter, train students again
@@ -85,7 +91,7 @@ def demo(out: Path, num_classes: int, seed: int, workers: int | None, seeds: int
     t0 = time.perf_counter()
     # bad options fail before any work
     spec = _spec(full, seeds, teacher_epochs, student_epochs, workers, device, students, rounds, budget_min,
-                 web_images)
+                 web_images, cross_fit)
     size = {"num_classes": 17, "train_per_class": 16, "val_per_class": 32, "test_per_class": 48} if full else {}
     try:
         num_classes = size.pop("num_classes", num_classes)
@@ -114,14 +120,26 @@ def demo(out: Path, num_classes: int, seed: int, workers: int | None, seeds: int
     con.print(f"done in {time.perf_counter() - t0:.0f} s")
 
 
+def _cross_fit(text: str) -> tuple[int, int] | None:
+    """'2x3' -> (2 folds, 3 splits); 'none' -> None."""
+    if text.strip().lower() == "none":
+        return None
+    folds, x, splits = text.lower().partition("x")
+    if not (x and folds.strip().isdigit() and splits.strip().isdigit()) or int(folds) < 2 or int(splits) < 1:
+        raise click.BadParameter(f"{text!r} is not FOLDSxSPLITS with FOLDS >= 2 and SPLITS >= 1 (e.g. 2x3), or none",
+                                 param_hint="--cross-fit")
+    return int(folds), int(splits)
+
+
 def _spec(full: bool, seeds: int, teacher_epochs: int | None, student_epochs: int | None, workers: int | None,
           device: str | None, students: str = "", rounds: int = 2, budget_min: float | None = None,
-          web_images: str = "2d"):
+          web_images: str = "2d", cross_fit: str = "2x3"):
     from curate.loop import LoopSpec, family
 
     if seeds < 1:
         raise click.BadParameter("give at least one seed", param_hint="--seeds")
-    knobs = {"seeds": tuple(range(seeds)), "device": device, "rounds": rounds, "web_images": web_images}
+    knobs = {"seeds": tuple(range(seeds)), "device": device, "rounds": rounds, "web_images": web_images,
+             "cross_fit": _cross_fit(cross_fit)}
     extra = [m.strip() for m in students.split(",") if m.strip()]
     unknown = sorted(set(extra) - set(family()))
     if unknown:
@@ -133,6 +151,8 @@ def _spec(full: bool, seeds: int, teacher_epochs: int | None, student_epochs: in
         knobs.update(models=family(), teacher_epochs=300, student_epochs=100, efficiency_epochs=100)
     if teacher_epochs is not None:
         knobs["teacher_epochs"] = teacher_epochs
+    if "teacher_epochs" in knobs:
+        knobs["cross_fit_epochs"] = max(1, knobs["teacher_epochs"] * 3 // 5)
     if student_epochs is not None:
         knobs["student_epochs"] = knobs["efficiency_epochs"] = student_epochs
     if workers is not None:

@@ -32,7 +32,9 @@ def _bundled() -> str:
 @click.option("--source", "sources", multiple=True, metavar="NAME=PATH[:k=v,...]",
               help="An auxiliary manifest trained on in the same iterations (OmniSource). Keys: split, weight "
                    "(loss weight), share (batch size as a fraction of the target's), batch, power (class-balanced "
-                   "sampling exponent), pseudo (images as frame/static/moving), root, media. Repeatable.")
+                   "sampling exponent), pseudo (images as frame/static/moving), root, media, holdout (FOLD/FOLDS[@SEED]: "
+                   "that fold's rows left out, so `curate filter` scores them with this model as unseen). "
+                   "Repeatable.")
 @click.option("--split", default="train", show_default=True, help="Split of MANIFEST to train on.")
 @click.option("--val-split", default="val", show_default=True,
               help="Split of MANIFEST to validate on every eval_every epochs ('none' to skip).")
