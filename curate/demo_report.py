@@ -42,9 +42,16 @@ def _rich(df: pd.DataFrame, title: str) -> Table:
 
 
 def teacher_table(result: LoopResult) -> pd.DataFrame:
-    t = result.teachers
-    return pd.DataFrame({"teacher": t["model"], "for": ["images", "videos"][:len(t)], "val top1": t["val_top1"],
-                         "test top1": t["top1"]})
+    """The first teachers, target-only, then the cross-fitted image teachers (round 1's, when the loop had them)."""
+    t, cf = result.teachers, result.cross_fit
+    images = "images" if cf is None else "reference (round 1's images: cross-fit)"
+    rows = [pd.DataFrame({"teacher": t["model"], "trained on": "target",
+                          "for": [images, "videos"][:len(t)], "val top1": t["val_top1"], "test top1": t["top1"]})]
+    if cf is not None:
+        rows.append(pd.DataFrame({"teacher": cf["model"] + " " + cf["condition"],
+                                  "trained on": "target + crawl images", "for": "the images it left out",
+                                  "val top1": cf["val_top1"], "test top1": cf["top1"]}))
+    return pd.concat(rows, ignore_index=True)
 
 
 def print_tables(con: Console, result: LoopResult, world: World, locdet: Mapping | None, gym: Mapping) -> None:
@@ -52,7 +59,7 @@ def print_tables(con: Console, result: LoopResult, world: World, locdet: Mapping
     from curate.efficiency import efficiency_table
 
     con.print(_rich(rp.counts_table(result.web), "crawled rows per source and status"))
-    con.print(_rich(teacher_table(result), "teachers (trained on the target's train split)"))
+    con.print(_rich(teacher_table(result), "teachers (round 1)"))
     con.print(_rich(rp.filter_table(result), "filter quality against the world's truth (label is right)"))
     con.print(_rich(rp.table_one(result.runs), "Table 1: test top-1 without / with web data, mean ± std (seeds)"))
     con.print(f"  {web_images_line(result.web_images)}", highlight=False)

@@ -53,11 +53,13 @@ class LoopSpec:
     web_images: str = "2d"           # which students take web images (still pseudo-videos): 'all', '2d' (frame models
                                      # only; the others train on web videos) or 'none'. SlowOnly, 5 seeds: pooled
                                      # filtered web 0.417, filtered web videos only 0.628 (target only 0.472)
-    cross_fit: tuple[int, int] | None = (2, 3)   # (folds, splits): round 1's image teachers are TSNs trained on the
+    cross_fit: tuple[int, int] | None = (3, 1)   # (folds, splits): round 1's image teachers are TSNs trained on the
                                      # target + the crawl's own images (crawl labels), each scoring only the fold it
-                                     # left out; P@R0.8 on images, world 0: 0.905 (target-only teachers) -> 0.963
-    cross_fit_epochs: int = 90       # world 0 / 1, P@R0.8 images, the loop's own runs: 60 epochs x share 2 0.938 /
-                                     # -, 90 x 2 0.952 / 0.946, 90 x 3 0.963 / 0.968 (~1.4x the time of 90 x 2)
+                                     # left out. P@R0.8 on images, worlds 0 / 1: target-only teachers 0.905 / 0.907;
+                                     # 2x1 0.960 / 0.935, 2x2 0.954 / 0.951, 2x3 0.963 / 0.968, 3x1 0.960 / 0.957
+                                     # (3x1: 3 runs, ~215 s of training here; 2x3: 6 runs, ~420 s)
+    cross_fit_epochs: int = 90       # 2x3, world 0 / 1: 60 epochs x share 2 0.938 / -, 90 x 2 0.952 / 0.946,
+                                     # 90 x 3 0.963 / 0.968 (~1.4x the time of 90 x 2)
     cross_fit_share: float = 3.0     # web images per target clip in their batches
     image_views: str | None = "1x10"  # TenCrop for the image teachers; P@R0.8 on images, round-1 teachers: world 0
                                       # 0.877 -> 0.902, world 1 0.856 -> 0.890; world 0's round-2 pairs +0.015-0.024
@@ -303,6 +305,7 @@ class LoopResult:
     budget: str | None = None                  # what the time budget changed (fit_budget), if anything
     web_images: str = "2d"                     # which students took the web images (LoopSpec.web_images)
     efficiency_dir: Path | None = None         # where the efficiency curves' runs and plot are
+    cross_fit: pd.DataFrame | None = None      # the cross-fitted image teachers' runs (round 1), if any
 
 
 def run_loop(world: World, web_url: str, out: Path, spec: LoopSpec = LoopSpec(),
@@ -396,7 +399,8 @@ def run_loop(world: World, web_url: str, out: Path, spec: LoopSpec = LoopSpec(),
                                 batch_size=spec.batch_size, lr=spec.lr, size=spec.size, data={"scale": spec.scale},
                                 device=spec.device, workers=spec.workers, pool=pool, replace_stale=True)
         lap("efficiency")
-    return LoopResult(web, deduped, rounds, teachers, runs, dedup, eff, clock, budget, spec.web_images, eff_dir)
+    return LoopResult(web, deduped, rounds, teachers, runs, dedup, eff, clock, budget, spec.web_images, eff_dir,
+                      cross_fit if len(cross_fit) else None)
 
 
 def filter_round(deduped: pd.DataFrame, web_root: Path, path: Path, ckpts: Mapping[str, Sequence[str]],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,9 @@ def level_table(runs: pd.DataFrame) -> pd.DataFrame:
     return g.rename(columns={"top1": "element", "set_acc": "set", "event_acc": "event"})
 
 
+CROSS_FIT_RUN = re.compile(r"_f\d+of\d+_s\d+$")
+
+
 def filter_table(result: LoopResult) -> pd.DataFrame:
     rows = []
     for i, r in enumerate(result.rounds, 1):
@@ -104,8 +108,12 @@ def filter_table(result: LoopResult) -> pd.DataFrame:
 
 
 def _short(paths: Sequence[str]) -> str:
-    """Checkpoints named by their run folders (condition/run), ' + ' between ensemble members."""
-    return " + ".join(f"{Path(p).parent.parent.name}/{Path(p).parent.name}" for p in paths)
+    """Checkpoints named by their run folders (condition/run), ' + ' between ensemble members; the members of a
+    cross-fit (run names ending _f<fold>of<folds>_s<split>) as one name and their count."""
+    names = [f"{Path(p).parent.parent.name}/{Path(p).parent.name}" for p in paths]
+    folds = [n for n in names if CROSS_FIT_RUN.search(n)]
+    plain = [n for n in names if n not in folds]
+    return " + ".join(plain + ([f"{CROSS_FIT_RUN.sub('', folds[0])} x{len(folds)} (cross-fit)"] if folds else []))
 
 
 def counts_table(web: pd.DataFrame) -> pd.DataFrame:

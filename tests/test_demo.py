@@ -114,7 +114,7 @@ def test_the_loop_prints_table_one_and_filter_quality(loop):
     for heading in ("Table 1", "target only", "+ web, unfiltered", "+ web, filtered (round 1)",
                     "+ web, filtered (round 2)", "filter quality against the world's truth", "temporal-order pairs",
                     "per-level test accuracy", "accuracy bought per GB", "FineGym export",
-                    "filter round 1 (keep p >= 0.7 x its class's median): kept"):
+                    "filter round 1 (keep p >= 0.7 x its class's median): kept", "target + crawl images"):
         assert heading in " ".join(text.split()), heading
     # one verdict per model and comparison, each saying yes / no / within the spread
     verdicts = re.findall(r"(tsn_r50|slowonly_r50): .*\? (yes|no|within the seed spread) \(", text)
@@ -145,6 +145,7 @@ def test_the_loop_prints_table_one_and_filter_quality(loop):
     images = teachers_from_args(folds, [], "cpu", {"image": "1x10"})["image"]
     assert len(folds) == 2 and sorted(str(t.holdout) for t in images.members) == ["0/2@0", "1/2@0"]
     assert (r1.loc[(r1["media"] == "image") & r1["teacher_sha"].notna(), "teacher_sha"] == images.sha).all()
+    assert "cross_fit/tsn_r50_e1 x2 (cross-fit)" in (out / "report.html").read_text()   # the filter table's name
     # the planted near-copies of val/test that were crawled are found (all but at most one), nothing else is hit
     truth = mf.read(out / "world" / "truth" / "web.parquet", validate_rows=False)
     planted = r1["sha256"].isin(truth.loc[truth["copy_of"].notna(), "sha256"]) & r1["parent_id"].isna()

@@ -174,7 +174,8 @@ def test_cross_fitted_teachers_score_only_the_fold_they_left_out(web_rows, teach
     assert set(fold_of) == {0, 1}
     from curate.teacher import ScoreDataset, forward, loader
 
-    alone = [forward(t, loader(ScoreDataset(rows, tiny_world.root, t), 8, 0))[0] for t in (teacher, *folds)]  # all
+    alone = [forward(t, loader(ScoreDataset(rows, tiny_world.root, t), 8, 0))[0]     # every row, for reference
+             for t in (teacher, *folds)]
     probs = Ensemble(folds).score(rows, tiny_world.root)[0]
     assert set(probs) == set(range(len(rows)))
     for r, p in probs.items():            # each row by the one member that never trained on it

@@ -38,7 +38,7 @@ DEFAULT_BUDGET_MIN = 11.0   # make demo's 15 minutes less a fresh install (venv,
               help="Filter rounds: from round 2 on, the best students of the round before are the teachers "
                    "(each round adds a filter pass and one student per model and seed, about 130 s on 2 cores).")
 @click.option("--teacher-epochs", type=int, default=None, help="Epochs of the two teachers (default 150; --full 300).")
-@click.option("--cross-fit", default="2x3", show_default=True, metavar="FOLDSxSPLITS|none",
+@click.option("--cross-fit", default="3x1", show_default=True, metavar="FOLDSxSPLITS|none",
               help="Round 1's image teacher: TSNs trained on the target plus the crawl's own images (their crawl "
                    "labels), one per fold of SPLITS random FOLDS-fold splits, each scoring only the images it left "
                    "out (trained 3/5 of --teacher-epochs); none: the target-only teachers, as OmniSource did.")
@@ -133,7 +133,7 @@ def _cross_fit(text: str) -> tuple[int, int] | None:
 
 def _spec(full: bool, seeds: int, teacher_epochs: int | None, student_epochs: int | None, workers: int | None,
           device: str | None, students: str = "", rounds: int = 2, budget_min: float | None = None,
-          web_images: str = "2d", cross_fit: str = "2x3"):
+          web_images: str = "2d", cross_fit: str = "3x1"):
     from curate.loop import LoopSpec, family
 
     if seeds < 1:
