@@ -60,7 +60,9 @@ def print_tables(con: Console, result: LoopResult, world: World, locdet: Mapping
 
     con.print(_rich(rp.counts_table(result.web), "crawled rows per source and status"))
     con.print(_rich(teacher_table(result), "teachers (round 1)"))
-    con.print(_rich(rp.filter_table(result), "filter quality against the world's truth (label is right)"))
+    wordy = ["image teacher", "video teacher", "keep rule", "removed by rule"]     # in report.html; a terminal of 80
+    con.print(_rich(rp.filter_table(result).drop(columns=wordy),                 # columns cut every number to "0.…"
+                    "filter quality against the world's truth (label is right; teachers and rules: report.html)"))
     con.print(_rich(rp.table_one(result.runs), "Table 1: test top-1 without / with web data, mean ± std (seeds)"))
     con.print(f"  {web_images_line(result.web_images)}", highlight=False)
     for line in rp.verdicts(result.runs):

@@ -180,6 +180,8 @@ def test_cross_fitted_teachers_score_only_the_fold_they_left_out(web_rows, teach
     assert set(probs) == set(range(len(rows)))
     for r, p in probs.items():            # each row by the one member that never trained on it
         np.testing.assert_allclose(p, alone[1 + fold_of[r]][r], rtol=1e-4, atol=1e-7)
+    one = Ensemble(folds).score(rows.head(1), tiny_world.root)[0]     # a chunk of one row: one member has none
+    np.testing.assert_allclose(one[0], probs[0], rtol=1e-4, atol=1e-7)
     mixed = Ensemble([teacher, *folds]).score(rows, tiny_world.root)[0]
     for r, p in mixed.items():            # with a plain member: the geometric mean of it and the row's fold member
         expect = np.sqrt(alone[0][r] * alone[1 + fold_of[r]][r])
