@@ -6,6 +6,7 @@ this module wires them together and measures them against the world's known trut
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,10 @@ from trainers.sources import Source
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "demo.yaml"
 LOOPBACK = "http://127.0.0.1:8000"
 TARGET_ONLY, UNFILTERED = "target only", "+ web, unfiltered"
+
+
+CROSS_FIT_SUFFIX = "_f{}of{}_s{}"              # a cross-fit run folder: <model>_e<epochs>_f<fold>of<folds>_s<split>
+CROSS_FIT_RUN = re.compile(r"_f\d+of\d+_s\d+$")   # ... and how the report recognises one
 
 
 def filtered(round_: int) -> str:
@@ -245,7 +250,7 @@ def cross_fit_jobs(world: World, web_root: Path, out: Path, spec: LoopSpec, corp
                          {"scale": spec.scale})
         for fold in range(folds):
             web = Source("web", images, share=spec.cross_fit_share, holdout=f"{fold}/{folds}@{seed}", root=web_root)
-            run_dir = out / "cross_fit" / f"{Path(model).stem}_e{epochs}_f{fold}of{folds}_s{seed}"
+            run_dir = out / "cross_fit" / f"{Path(model).stem}_e{epochs}{CROSS_FIT_SUFFIX.format(fold, folds, seed)}"
             jobs.append((f"cross-fit {fold}/{folds}@{seed}", model, seed,
                          RunJob(run_dir, cfg, [target, web], whole, ("test", "val"), False, spec.device,
                                 replace_stale=True)))
@@ -350,10 +355,12 @@ def run_loop(world: World, web_url: str, out: Path, spec: LoopSpec = LoopSpec(),
                      dict.fromkeys(spec.models[:2], spec.teacher_epochs))
     cjobs = cross_fit_jobs(world, web_root, out / "teachers", spec, usable_web(deduped)) if spec.cross_fit else []
     table = run_table(tjobs + cjobs, spec.workers, said, pool)
-    teachers, cross_fit = table.iloc[:len(tjobs)].reset_index(drop=True), table.iloc[len(tjobs):]
+    teachers = table.iloc[:len(tjobs)].reset_index(drop=True)
+    cross_fit = table.iloc[len(tjobs):].reset_index(drop=True) if cjobs else None
     first = {m: str(Path(r) / "last.pt") for m, r in zip(teachers["model"], teachers["run"])}
     lap("teachers")
-    spec, efficiency, budget = fit_budget(spec, teachers, efficiency, float(cross_fit["run_s"].sum()))
+    spec, efficiency, budget = fit_budget(spec, teachers, efficiency,
+                                          0.0 if cross_fit is None else float(cross_fit["run_s"].sum()))
     if budget:
         said(budget)
 
@@ -363,7 +370,7 @@ def run_loop(world: World, web_url: str, out: Path, spec: LoopSpec = LoopSpec(),
     for rnd in range(1, spec.rounds + 1):
         stage(f"filter round {rnd}")
         ckpts = first if rnd == 1 else best_runs(runs, filtered(rnd - 1))
-        images = ([str(Path(r) / "last.pt") for r in cross_fit["run"]] if rnd == 1 and len(cross_fit)
+        images = ([str(Path(r) / "last.pt") for r in cross_fit["run"]] if rnd == 1 and cross_fit is not None
                   else [ckpts[m] for m in spec.models[:2]])
         r = filter_round(deduped, web_root, out / "manifests" / f"web_round{rnd}.parquet",
                          {"image": images, "video": [ckpts[spec.models[1]]]}, spec)
@@ -400,7 +407,7 @@ def run_loop(world: World, web_url: str, out: Path, spec: LoopSpec = LoopSpec(),
                                 device=spec.device, workers=spec.workers, pool=pool, replace_stale=True)
         lap("efficiency")
     return LoopResult(web, deduped, rounds, teachers, runs, dedup, eff, clock, budget, spec.web_images, eff_dir,
-                      cross_fit if len(cross_fit) else None)
+                      cross_fit)
 
 
 def filter_round(deduped: pd.DataFrame, web_root: Path, path: Path, ckpts: Mapping[str, Sequence[str]],

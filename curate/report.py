@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import html
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import pandas as pd
 
 from curate.files import save_figure, write_text
 from curate.filter import AT_RECALL, TARGET_PRECISION, precision_recall
-from curate.loop import TARGET_ONLY, UNFILTERED, LoopResult, filtered, judged_rows, pair_accuracy
+from curate.loop import CROSS_FIT_RUN, TARGET_ONLY, UNFILTERED, LoopResult, filtered, judged_rows, pair_accuracy
 
 
 def mean_std(values: pd.Series) -> str:
@@ -87,9 +86,6 @@ def level_table(runs: pd.DataFrame) -> pd.DataFrame:
     cols = [c for c in ("top1", "set_acc", "event_acc") if c in runs]
     g = runs.groupby(["model", "condition"], sort=False)[cols].mean().reset_index()
     return g.rename(columns={"top1": "element", "set_acc": "set", "event_acc": "event"})
-
-
-CROSS_FIT_RUN = re.compile(r"_f\d+of\d+_s\d+$")
 
 
 def filter_table(result: LoopResult) -> pd.DataFrame:
