@@ -283,9 +283,14 @@ def test_clips_cut_from_an_untrimmed_video_are_exact(tiny_world, teacher, tmp_pa
 
     # The relative rule's bar for windows is the median of the class's whole videos: a whole video of the class
     # scored at bar / 0.5 makes 0.5 x its median the same bar as above.
+    # A whole video scored above twice every window's score puts the bar over them all, where 0.5 x the windows'
+    # own median would keep at least half of them.
     ref = video.assign(item_id="w" * 16, teacher_score=bar / 0.5, duration_s=2.0, status="rejected")
     out, rel = cut_clips(mf.upsert(video, ref), tmp_path, teacher, KeepRules(relative=0.5, match=False), 2.0, 1.0, 4.0)
-    assert rel["windows_kept"] == stats["windows_kept"] < (windows["teacher_score"] >= 0.5 * bar).sum()
+    assert rel["windows_kept"] == stats["windows_kept"]
+    high = ref.assign(teacher_score=2.0 * float(windows["teacher_score"].max()) / 0.5)
+    out, rel = cut_clips(mf.upsert(video, high), tmp_path, teacher, KeepRules(relative=0.5, match=False), 2.0, 1.0, 4.0)
+    assert rel["windows_kept"] == 0 < (windows["teacher_score"] >= 0.5 * bar).sum()
 
 
 def test_filter_command_dry_run_then_real_then_rerun(web_rows, tiny_teacher, tiny_world, tmp_path):
