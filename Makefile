@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_OUT ?= demo_out
 
-.PHONY: install test demo clean
+.PHONY: install test test-fast lint demo clean
 
 install: $(VENV)/.installed
 
@@ -12,8 +12,15 @@ $(VENV)/.installed: pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh $(VENV)
 	touch $@
 
-test: install
+lint: install
+	$(VENV)/bin/ruff check .
+
+test: lint
 	$(PY) -m pytest -q
+
+# the development loop: everything but the tests marked slow (under 3 minutes on 2 cores)
+test-fast: lint
+	$(PY) -m pytest -q -m "not slow"
 
 demo: install
 	$(VENV)/bin/curate demo --out $(DEMO_OUT)

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from curate import manifest as mf
-from curate.crawl import crawl, select_labels
-from curate.recipe import load_recipe
-from curate.sources import plan
+from curate.core import manifest as mf
+from curate.crawl.crawler import crawl, select_labels
+from curate.crawl.recipe import load_recipe
+from curate.crawl.sources import plan
 
 OUT = Path("bench/out/crawl")
 
@@ -89,7 +89,8 @@ def run_img2dataset(urls_file: Path, out: Path, workers: int, processes: int = 1
     shutil.rmtree(out, ignore_errors=True)
     cmd = [exe, "--url_list", str(urls_file), "--output_folder", str(out), "--input_format", "txt",
            "--output_format", "files", "--resize_mode", "no", "--processes_count", str(processes),
-           "--thread_count", str(-(-workers // processes)), "--retries", "0", "--timeout", "20", "--enable_wandb", "False", "--compute_hash", "sha256"]
+           "--thread_count", str(-(-workers // processes)), "--retries", "0", "--timeout", "20",
+           "--enable_wandb", "False", "--compute_hash", "sha256"]
     t = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True, env={**__import__("os").environ,
                                                              "NO_ALBUMENTATIONS_UPDATE": "1"})
@@ -101,7 +102,7 @@ def run_img2dataset(urls_file: Path, out: Path, workers: int, processes: int = 1
 def bench_images(n: int, workers: int, profile: bool = False) -> None:
     import shutil
 
-    from curate.synth import make_world
+    from curate.demo.synth import make_world
 
     per = -(-n // 4)
     world = make_world(OUT / "world", num_classes=4, seed=5, workers=2, train_per_class=1, val_per_class=1,

@@ -1,6 +1,6 @@
 """Dedup search at scale: seconds for N = 10^5 and 10^6 web vectors x 512 dims (unit, inner product).
 
-Two searches, as curate.dedup runs them:
+Two searches, as curate.clean.dedup runs them:
   vs val/test   every web vector against an index of 2x10^4 val/test vectors (exact IndexFlatIP: what `auto`
                 picks at that size), next to plain numpy (matmul + argmax in blocks) in the same run: the ratio;
   within web    the web against itself, k=8: exact (IndexFlatIP) vs IVF (`auto` above 200k vectors), timed on
@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from curate.dedup import build_index
+from curate.clean.dedup import build_index
 
 DIM, EVAL, QUERIES = 512, 20_000, 10_000
 

@@ -1,4 +1,4 @@
-"""Teacher scoring throughput: curate.teacher.score_manifest (batched, decode in DataLoader workers, one forward for
+"""Teacher scoring throughput: curate.clean.teacher.score_manifest (batched, decode in DataLoader workers, one forward for
 scores + embeddings) vs a one-at-a-time loop (trainers.evaluate.score_rows on each row alone), same rows, same
 checkpoint, same run; the ratio is printed and the scores of both are checked to agree.
 
@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from curate import manifest as mf
-from curate.synth import make_world
-from curate.teacher import ScoreDataset, load_teacher, loader, score_manifest
+from curate.clean.teacher import ScoreDataset, load_teacher, loader, score_manifest
+from curate.core import manifest as mf
+from curate.demo.synth import make_world
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out" / "filter"

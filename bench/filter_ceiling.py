@@ -1,7 +1,7 @@
 """How precise could an image teacher of the demo's size be? The filter's goal is precision 0.95 at recall 0.8 on
 "label is right"; the demo's TSN teacher has seen only the target's train clips (8 per class in the default world).
 
-This probe renders web stills with the world's own web-image code (curate.synth.jobs.run_web_item: same shapes,
+This probe renders web stills with the world's own web-image code (curate.demo.synth.jobs.run_web_item: same shapes,
 clutter, decoys and web looks, a seed the world does not use) under their TRUE labels, trains the demo teacher's
 backbone (tiny ResNet-18 2D, 48² crops of frames resized to 60, AdamW, the same number of steps for every size) on
 N stills per class, and scores the crawled images of finished demo folders: the best precision a threshold on
@@ -22,12 +22,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from curate import manifest as mf
-from curate.filter import precision_at_recall
-from curate.loop import judged_rows, right_label
+from curate.clean.filter import precision_at_recall
+from curate.core import manifest as mf
+from curate.demo.synth import load_world
+from curate.demo.synth.jobs import run_web_item
+from curate.demo.truth import judged_rows, right_label
 from curate.media import read_image
-from curate.synth import load_world
-from curate.synth.jobs import run_web_item
 from trainers.config import build_model
 from trainers.train import make_config
 from trainers.transforms import CenterCrop, FormatShape, Normalize, RandomCrop, Resize

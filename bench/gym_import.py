@@ -1,7 +1,7 @@
 """Import speed of FineGym annotations at the public size (~300 videos, ~5k events, ~35k elements).
 
 Generates a FineGym-format annotation JSON of that size plus Gym99-style split files under bench/out/gym/
-(reused on later runs), then times `curate.finegym.read_annotations` (parse + every check + both manifests)
+(reused on later runs), then times `curate.formats.finegym.read_annotations` (parse + every check + both manifests)
 next to its peer measured in the same run: bare `json.load` of the same file, the least any importer must do.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from curate import finegym as fg
+from curate.formats import finegym as fg
 
 REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "finegym"
 

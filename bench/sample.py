@@ -28,8 +28,8 @@ import av
 import numpy as np
 
 from curate import media
+from curate.core.sampling import SampleFrames
 from curate.media import frames as frames_mod
-from curate.sampling import SampleFrames
 
 OUT = Path(__file__).resolve().parent / "out" / "sample"
 PATTERNS = {"8x8x1": SampleFrames(8, frame_interval=8), "1x1x8": SampleFrames(1, num_clips=8)}

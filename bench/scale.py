@@ -1,8 +1,8 @@
-"""Shard throughput of a CPU-bound curation stage through curate.executor's Ray path: 1 worker vs 2 workers, the
+"""Shard throughput of a CPU-bound curation stage through curate.core.executor's Ray path: 1 worker vs 2 workers, the
 ratio measured in the same run.
 
 The stage: for every video row, probe the file (curate.media.probe) and decode every frame at 112 px on one thread
-(curate.media.read_frames) -- the decoding half of teacher scoring (curate/teacher.py was not on main when this
+(curate.media.read_frames) -- the decoding half of teacher scoring (curate/clean/teacher.py was not on main when this
 was written; --gpu adds the model half). Rows: the demo world's target clips and web videos (bench/out/scale/,
 made once), repeated --repeat times. Each setting starts its own local Ray cluster with that many CPUs (--gpu:
 GPUs), runs one warm-up shard per worker (worker start-up and imports are not the stage), then times every shard.
@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from curate import manifest as mf
 from curate import media
-from curate.executor import ShardContext, run_shards
+from curate.core import manifest as mf
+from curate.core.executor import ShardContext, run_shards
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out" / "scale"
@@ -47,8 +47,8 @@ def score_shard(shard: pd.DataFrame, ctx: ShardContext) -> pd.DataFrame:
     """Teacher-like scoring: 8 frames per row through a tiny TSN on the task's device."""
     import torch
 
-    from trainers.train import make_config
     from trainers.config import build_model
+    from trainers.train import make_config
 
     cfg = make_config("tsn_r50", tiny=True)
     model = build_model(cfg["model"], num_classes=4).to(ctx.device).eval()
@@ -63,7 +63,7 @@ def score_shard(shard: pd.DataFrame, ctx: ShardContext) -> pd.DataFrame:
 
 
 def rows(repeat: int) -> tuple[pd.DataFrame, Path]:
-    from curate.synth import make_world
+    from curate.demo.synth import make_world
 
     world = make_world(OUT / "world", workers=2, **WORLD) if not (OUT / "world" / "truth").exists() else None
     root = OUT / "world"

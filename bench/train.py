@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from curate import manifest as mf
-from curate.synth import make_world
-from trainers.inputs import data_overrides, resolve_data
+from curate.core import manifest as mf
+from curate.demo.synth import make_world
 from trainers.config import build_model
+from trainers.inputs import data_overrides, resolve_data
 from trainers.sources import Source
 from trainers.train import make_config, train
 

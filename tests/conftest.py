@@ -1,7 +1,5 @@
 """Shared fixtures."""
 import os
-import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,8 +15,8 @@ TINY_WORLD = dict(num_classes=4, seed=0, train_per_class=3, val_per_class=4, tes
 
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory):
-    """The demo world with 4 classes (curate.synth.World), generated once per test session."""
-    from curate.synth import make_world
+    """The demo world with 4 classes (curate.demo.synth.World), generated once per test session."""
+    from curate.demo.synth import make_world
 
     return make_world(tmp_path_factory.mktemp("tiny_world"), workers=2, **TINY_WORLD)
 
@@ -26,20 +24,39 @@ def tiny_world(tmp_path_factory):
 @pytest.fixture(scope="module")
 def web_rows(tiny_world):
     """The tiny world's web images and trimmed web videos as a crawler would list them (truth columns kept)."""
-    from curate import manifest as mf
+    from curate.core import manifest as mf
 
     truth = mf.read(tiny_world.truth_web, validate_rows=False)
     return truth[truth["kind"].isin(WEB_KINDS)].reset_index(drop=True)
 
 
-@contextmanager
-def local_ray(module: str, **resources):
-    """A local Ray cluster for one test module: its workers import curate and get the module's shard functions."""
+@pytest.fixture(scope="session")
+def truth(tiny_world):
+    """The tiny world's web corpus with its ground truth (one row per web item)."""
+    import pandas as pd
+
+    return pd.read_parquet(tiny_world.truth_web)
+
+
+@pytest.fixture(scope="module")
+def web(tiny_world, request):
+    """The tiny world's loopback web for one test module, served with the module's WEB_FAULTS if it sets them
+    (curate.demo.synth.faults.Faults)."""
+    from curate.demo.synth.web import serve
+
+    with serve(tiny_world.root, faults=getattr(request.module, "WEB_FAULTS", None)) as handle:
+        yield handle
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(request):
+    """A local Ray cluster (2 CPUs and the module's RAY_RESOURCES) for one test module: its workers import curate
+    and get the module's shard functions."""
     ray = pytest.importorskip("ray")
-    ray.cloudpickle.register_pickle_by_value(sys.modules[module])
+    ray.cloudpickle.register_pickle_by_value(request.module)
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), old]))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, **resources)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, **getattr(request.module, "RAY_RESOURCES", {}))
     try:
         yield ray
     finally:
@@ -76,6 +93,6 @@ LOCDET_WORLD = dict(num_classes=4, seed=0, train_per_class=3, val_per_class=2, t
 @pytest.fixture(scope="session")
 def locdet_world(tmp_path_factory):
     """A 4-class demo world with 32 untrimmed videos, 4 routines and 16 AVA-style scenes."""
-    from curate.synth import make_world
+    from curate.demo.synth import make_world
 
     return make_world(tmp_path_factory.mktemp("locdet_world"), workers=2, **LOCDET_WORLD)

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from curate import ava
-from curate.locdet import detection_demo
+from curate.demo.locdet import detection_demo
+from curate.formats import ava
 from trainers.config import count_parameters
 from trainers.detection import KeyframeData, build_detector, resolve_data
 from trainers.models.roi_head import RoIHead
@@ -85,6 +85,7 @@ def test_targets_follow_the_best_overlapping_box(locdet_world, ava_files):
     assert clips.shape == (3, 3, 8, 32, 32) and rois.shape[1] == 5 and len(targets) == len(rois) == len(owners)
 
 
+@pytest.mark.slow
 def test_tiny_detector_beats_the_class_prior_on_the_demo_world(locdet_world, tmp_path):
     m = detection_demo(locdet_world.root, tmp_path)
     print(f"\ndetector on the demo world ({m['keyframes']} validation keyframes): frame-mAP@0.5 {m['frame_map']:.1f} "
@@ -98,6 +99,7 @@ def test_tiny_detector_beats_the_class_prior_on_the_demo_world(locdet_world, tmp
     assert len(pred) and pred["score"].between(0, 1).all() and set(pred["action_id"]) <= {1, 2, 3, 4}
 
 
+@pytest.mark.slow
 def test_cli_eval_ava_reads_back_a_trained_detector(locdet_world, ava_files, tmp_path):
     from click.testing import CliRunner
 

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
-from curate import activitynet as A
-from curate.features import extract_features, load_features, read_index, resample
-from curate.locdet import LONG_KINDS, frame_recognizer, localization_demo
+from curate.clean.features import extract_features, load_features, read_index, resample
+from curate.demo.locdet import LONG_KINDS, frame_recognizer, localization_demo
+from curate.formats import activitynet as A
 from trainers.config import count_parameters
 from trainers.localization import build_localizer, decode_proposals, soft_nms, uniform_proposals
 from trainers.models.bmn import BMN, bmn_loss, bmn_targets, boundary_matching_mask, valid_map
@@ -127,6 +127,7 @@ def frame_ckpt(locdet_world, tmp_path_factory):
     return frame_recognizer(locdet_world.root, tmp_path_factory.mktemp("rec"), epochs=3)
 
 
+@pytest.mark.slow
 def test_features_shapes_index_and_resume(locdet_world, frame_ckpt, tmp_path):
     web = pd.read_parquet(locdet_world.root / "truth" / "web.parquet")
     rows = web[web["kind"] == "untrimmed"].head(3)
@@ -142,6 +143,7 @@ def test_features_shapes_index_and_resume(locdet_world, frame_ckpt, tmp_path):
     assert len(again) == 4 and len(read_index(tmp_path)) == 4 and len(load_features(tmp_path)) == 4
 
 
+@pytest.mark.slow
 def test_tiny_bmn_beats_uniform_proposals_on_the_demo_world(locdet_world, frame_ckpt, tmp_path):
     m = localization_demo(locdet_world.root, tmp_path, frame_ckpt)
     print(f"\nBMN on the demo world ({m['videos']} validation videos): AUC {m['auc']:.1f} vs evenly spaced "
@@ -154,6 +156,7 @@ def test_tiny_bmn_beats_uniform_proposals_on_the_demo_world(locdet_world, frame_
     assert json.loads((tmp_path / "bmn" / "eval" / "proposals.json").read_text())["results"]
 
 
+@pytest.mark.slow
 def test_cli_from_world_features_and_train_bmn(locdet_world, frame_ckpt, tmp_path):
     from click.testing import CliRunner
 

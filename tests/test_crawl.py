@@ -13,12 +13,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from curate import manifest as mf
 from curate import media
-from curate.crawl import crawl
-from curate.recipe import RecipeError, load_recipe
-from curate.synth.faults import Faults
-from curate.synth.web import serve
+from curate.core import manifest as mf
+from curate.crawl.crawler import crawl
+from curate.crawl.recipe import RecipeError, load_recipe
+from curate.demo.synth.faults import Faults
+from curate.demo.synth.web import serve
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "recipes" / "demo.yaml"
@@ -26,15 +26,7 @@ CODE_OF_BROKEN = {"truncated_mp4": "truncated", "html_mp4": "not_media", "empty_
                   "random_jpg": "undecodable", "truncated_jpg": "truncated"}
 
 
-@pytest.fixture(scope="module")
-def web(tiny_world):
-    with serve(tiny_world.root, faults=Faults(slow_s=2.0)) as handle:
-        yield handle
-
-
-@pytest.fixture(scope="module")
-def truth(tiny_world):
-    return pd.read_parquet(tiny_world.truth_web)
+WEB_FAULTS = Faults(slow_s=2.0)   # the `web` fixture serves with these
 
 
 def demo_recipe(tmp_path, web_url, text=None, **download):
@@ -84,7 +76,8 @@ def test_end_to_end_crawl_of_the_loopback_web(tmp_path, web, truth, tiny_world):
     for sid, kind in crawled["broken"].dropna().items():
         if kind in CODE_OF_BROKEN and not (crawled.loc[sid, "noai"] or crawled.loc[sid, "private"]):
             assert codes[sid] == CODE_OF_BROKEN[kind], sid
-            assert df.set_index("source_id").loc[sid, "status"] == ("failed" if kind in ("html_mp4", "empty_jpg") else "rejected"), kind
+            expected = "failed" if kind in ("html_mp4", "empty_jpg") else "rejected"
+            assert df.set_index("source_id").loc[sid, "status"] == expected, kind
     stats = json.loads(Path(str(res.manifest) + ".stats.json").read_text())
     assert sum(r["rows"] for r in stats["by_source_status_code"]) == len(df)
     attempts = [json.loads(ln) for ln in Path(str(res.manifest) + ".attempts.jsonl").read_text().splitlines()]
@@ -216,7 +209,7 @@ def test_dry_run_touches_nothing_and_typos_name_their_key(tmp_path, web):
 @pytest.mark.slow
 def test_fault_storm_with_three_sigkills_loses_nothing(tmp_path_factory):
     """>= 1,000 images, ~20 % faulty requests; the crawler is SIGKILLed three times and rerun to the end."""
-    from curate.synth import make_world
+    from curate.demo.synth import make_world
 
     world = make_world(tmp_path_factory.mktemp("storm_world"), num_classes=4, seed=1, workers=2, train_per_class=1,
                        val_per_class=1, test_per_class=1, web_images_per_class=300, feed_images_per_class=1,
@@ -236,7 +229,7 @@ def test_fault_storm_with_three_sigkills_loses_nothing(tmp_path_factory):
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         manifest, data = tmp / "m.parquet", tmp / "data"
         finished_at_kill: dict[str, int] = {}
-        for kill in range(3):
+        for _ in range(3):
             proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             seen = len(mf.read(manifest).query("status != 'planned'")) if manifest.exists() else 0
             deadline = time.monotonic() + 60

@@ -9,27 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from curate import manifest as mf
-from curate.crawl import crawl, crawl_shard, todo_mask
-from curate.synth.web import serve
-
-from conftest import local_ray
 from test_crawl import demo_recipe, url_list_recipe
 
+from curate.core import manifest as mf
+from curate.crawl.crawler import crawl, crawl_shard, todo_mask
+
 SAME = ["item_id", "source", "url", "label", "status", "sha256", "path", "width", "height", "frames", "dup_of"]
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    with local_ray(__name__) as ray:
-        yield ray
-
-
-@pytest.fixture(scope="module")
-def web(tiny_world):
-    with serve(tiny_world.root) as handle:
-        yield handle
 
 
 def _rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -37,6 +22,7 @@ def _rows(df: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values("item_id").reset_index(drop=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("executor", ["ray", "processes"])
 def test_sharded_crawl_gives_the_local_manifest(executor, web, tmp_path, request):
     if executor == "ray":
@@ -88,13 +74,14 @@ def _killer(victim: str, marker: str):
     return dies_mid_shard
 
 
+@pytest.mark.slow
 def test_a_killed_ray_worker_loses_nothing(ray_cluster, web, truth_images, tmp_path, monkeypatch):
     urls = [web.url + u for u in truth_images[:40]]
     recipe = url_list_recipe(tmp_path, urls, workers=2)
     web.reset_stats()
     plan = mf.read(crawl(recipe, dry_run=True).manifest)
     victim = plan.loc[plan["url"] == urls[13], "item_id"].iloc[0]          # 6th row of the second 8-row shard
-    monkeypatch.setattr("curate.crawl.crawl_shard", _killer(victim, str(tmp_path / "killed.once")))
+    monkeypatch.setattr("curate.crawl.crawler.crawl_shard", _killer(victim, str(tmp_path / "killed.once")))
     res = crawl(recipe, executor="ray", shard_size=8, max_retries=0)
     assert (tmp_path / "killed.once").exists()
     assert len(res.run.failed) == 1 and "died" in next(iter(res.run.failed.values())).lower(), res.run.failed

@@ -2,9 +2,9 @@
 import pytest
 from click.testing import CliRunner
 
-from curate import manifest as mf
 from curate.cli import cli
-from curate.datasets import SplitFileError, read_hmdb51, read_ucf101
+from curate.core import manifest as mf
+from curate.formats.ucf_hmdb import SplitFileError, read_hmdb51, read_ucf101
 
 UCF_CLASSES = ["ApplyEyeMakeup", "HandstandPushups", "YoYo"]
 

@@ -6,11 +6,12 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from curate import manifest as mf
 from curate import media
+from curate.clean.dedup import PixelEmbedder, TeacherEmbedder, build_index, dedup_manifest, item_vectors, nearest
+from curate.clean.teacher import load_teacher
 from curate.cli import cli
-from curate.dedup import PixelEmbedder, TeacherEmbedder, build_index, dedup_manifest, item_vectors, nearest
-from curate.teacher import load_teacher
+from curate.core import manifest as mf
+
 
 @pytest.fixture(scope="module")
 def target(tiny_world):

@@ -12,10 +12,11 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from curate import manifest as mf
 from curate.cli import cli
+from curate.core import manifest as mf
 
 
+@pytest.mark.slow
 def test_demo_world_only_ends_with_a_manifest_info_reads(tmp_path):
     out = tmp_path / "demo"
     result = CliRunner().invoke(cli, ["demo", "--out", str(out), "--classes", "4", "--workers", "2", "--world-only"])
@@ -54,9 +55,9 @@ def test_demo_rejects_an_unknown_student_before_any_work(tmp_path):
 
 
 def test_demo_rejects_a_bad_cross_fit_before_any_work(tmp_path):
-    from curate.cli.demo import _cross_fit
+    from curate.demo.spec import parse_cross_fit
 
-    assert _cross_fit("2x3") == (2, 3) and _cross_fit("none") is None
+    assert parse_cross_fit("2x3") == (2, 3) and parse_cross_fit("none") is None
     result = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path / "d"), "--cross-fit", "1x2"])
     assert result.exit_code != 0 and "FOLDSxSPLITS with FOLDS >= 2" in result.output
     assert not (tmp_path / "d").exists()
@@ -65,8 +66,8 @@ def test_demo_rejects_a_bad_cross_fit_before_any_work(tmp_path):
 def test_table_one_and_verdicts_cover_every_filter_round():
     import pandas as pd
 
-    from curate.loop import TARGET_ONLY, UNFILTERED, filtered
-    from curate.report import rounds_in, table_one, verdicts
+    from curate.demo.loop import TARGET_ONLY, UNFILTERED, filtered
+    from curate.demo.tables import rounds_in, table_one, verdicts
 
     top1 = {TARGET_ONLY: 0.40, UNFILTERED: 0.45, filtered(1): 0.50, filtered(2): 0.49, filtered(3): 0.60}
     runs = pd.DataFrame([{"model": "tsn_r50", "condition": c, "seed": s, "top1": v + 0.01 * s}
@@ -84,8 +85,8 @@ def test_table_one_and_verdicts_cover_every_filter_round():
 def test_precision_at_recall_is_the_best_precision_a_score_threshold_keeps_at_that_recall():
     import numpy as np
 
-    from curate.filter import precision_at_recall
-    from curate.loop import at_recall_line
+    from curate.clean.filter import precision_at_recall
+    from curate.demo.truth import at_recall_line
 
     score, right = np.array([0.5, 0.9, 0.6, 0.8, 0.7, 0.4]), np.array([0, 1, 1, 1, 0, 1], bool)
     assert precision_at_recall(score, right, 0.5) == 1.0          # the top 2 (0.9, 0.8) are both right
@@ -109,6 +110,7 @@ def loop(tmp_path_factory):
     return out, result.output
 
 
+@pytest.mark.slow
 def test_the_loop_prints_table_one_and_filter_quality(loop):
     out, text = loop
     for heading in ("Table 1", "target only", "+ web, unfiltered", "+ web, filtered (round 1)",
@@ -139,7 +141,7 @@ def test_the_loop_prints_table_one_and_filter_quality(loop):
     assert low["error"].str.endswith("fails relative").any()     # the demo's rule: p against its class's median
     assert r1.loc[r1["source"] == "clip", "parent_id"].isin(r1["item_id"]).all()
     # round 1 scored the images with the cross-fitted TSNs (one per fold, each with its holdout), TenCrop views
-    from curate.teacher import teachers_from_args
+    from curate.clean.teacher import teachers_from_args
 
     folds = sorted((out / "teachers" / "cross_fit").glob("tsn_r50_e1_f*of2_s0/last.pt"))
     images = teachers_from_args(folds, [], "cpu", {"image": "1x10"})["image"]
@@ -155,8 +157,8 @@ def test_the_loop_prints_table_one_and_filter_quality(loop):
     m = re.search(r"precision (\d\.\d+) \(crawl (\d\.\d+)\), recall (\d\.\d+)", text)
     assert m and all(0 <= float(v) <= 1 for v in m.groups())
     # the best precision at recall 0.8 over every threshold of the teacher score, recomputed here by brute force
-    from curate.loop import judged_rows, right_label
-    from curate.synth import load_world
+    from curate.demo.synth import load_world
+    from curate.demo.truth import judged_rows, right_label
 
     right = right_label(r1, load_world(out / "world"))
     judged = judged_rows(r1, right)
@@ -168,6 +170,7 @@ def test_the_loop_prints_table_one_and_filter_quality(loop):
     assert m and float(m.group(1)) == pytest.approx(best, abs=5e-4), (m and m.group(0), best)
 
 
+@pytest.mark.slow
 def test_a_rerun_trains_nothing_again(loop):
     out, _ = loop
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("last.pt")}
@@ -181,6 +184,7 @@ def _chromium():
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
+@pytest.mark.slow
 def test_report_is_self_contained_and_renders_in_chromium(loop, tmp_path):
     out, _ = loop
     report = out / "report.html"
@@ -205,6 +209,7 @@ def test_report_is_self_contained_and_renders_in_chromium(loop, tmp_path):
     assert image.std() > 20     # tables and plots drawn, not a blank page
 
 
+@pytest.mark.slow
 def test_a_rerun_with_other_student_epochs_trains_beside_the_old_runs_and_reuses_the_rest(loop):
     out, _ = loop
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("last.pt")}
@@ -219,9 +224,9 @@ def test_a_rerun_with_other_student_epochs_trains_beside_the_old_runs_and_reuses
 
 
 def test_the_time_budget_drops_the_curves_first_then_shortens_the_2d_students_then_the_others():
-    from curate.cli.demo import _spec
-    from curate.budget import MIN_EPOCHS, OTHER_STAGES, STUDENT_OVERHEAD, fit_budget
-    from curate.loop import LoopSpec
+    from curate.demo.budget import MIN_EPOCHS, OTHER_STAGES, STUDENT_OVERHEAD, fit_budget
+    from curate.demo.spec import LoopSpec
+    from curate.demo.spec import loop_spec as _spec
 
     spec = LoopSpec(workers=1, budget_s=1200.0)                 # one worker: the plan does not depend on the cores
     fast = pd.DataFrame({"model": ["tsn_r50", "slowonly_r50"], "run_s": [52.0, 58.0]})
@@ -232,8 +237,12 @@ def test_the_time_budget_drops_the_curves_first_then_shortens_the_2d_students_th
 
     slow = fast.assign(run_s=[116.0, 133.0])
     unit = {m: s / 150 * 3 * (1 + 3 * 1.75) * STUDENT_OVERHEAD for m, s in (("tsn_r50", 116), ("slowonly_r50", 133))}
-    planned = lambda s: sum(unit[m] * s.epochs_of(m) for m in unit)
-    more = lambda s, m: replace(s, epochs_by_model={**s.epochs_by_model, m: s.epochs_of(m) + 1})
+    def planned(s):
+        return sum(unit[m] * s.epochs_of(m) for m in unit)
+
+    def more(s, m):
+        return replace(s, epochs_by_model={**s.epochs_by_model, m: s.epochs_of(m) + 1})
+
     reserved = OTHER_STAGES * 133
 
     # a little short: only TSN (2D) gives up epochs, as few as it must

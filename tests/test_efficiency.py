@@ -8,15 +8,15 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from curate import efficiency as eff
-from curate import runs
-from curate import manifest as mf
 from curate.cli import cli
+from curate.core import manifest as mf
+from curate.experiments import efficiency as eff
+from curate.experiments import runs
 from trainers.config import ConfigError
 
 
 @pytest.fixture(scope="module")
-def web(tiny_world):
+def web_sources(tiny_world):
     """The world's web corpus split into two sources, each only its usable rows (status ok, with a file)."""
     df = mf.read(tiny_world.truth_web)
     ok = df[(df["status"] == "ok") & df["path"].notna()]
@@ -24,8 +24,8 @@ def web(tiny_world):
             "videos": ok[ok["source"] == "feed_video"].reset_index(drop=True)}
 
 
-def test_nested_per_class_subsets_and_the_cost_model(web):
-    images, videos = web["images"], web["videos"]
+def test_nested_per_class_subsets_and_the_cost_model(web_sources):
+    images, videos = web_sources["images"], web_sources["videos"]
     subsets = eff.nested_subsets(images, [0.5, 0.25, 1.0], seed=3)
     assert list(subsets) == [0.25, 0.5, 1.0]
     ids = {f: set(s["item_id"]) for f, s in subsets.items()}
@@ -50,11 +50,12 @@ def test_nested_per_class_subsets_and_the_cost_model(web):
         eff.parse_fractions("0.5,1.5")
 
 
-def test_curves_on_the_demo_world_then_a_rerun_trains_nothing(tiny_world, web, tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_curves_on_the_demo_world_then_a_rerun_trains_nothing(tiny_world, web_sources, tmp_path, monkeypatch):
     torch.set_num_threads(2)
     root = str(tiny_world.root)
-    mf.write(web["images"], tmp_path / "images.parquet", metadata={"data_root": root})
-    mf.write(web["videos"], tmp_path / "videos.parquet")                 # its root comes with the --source option
+    mf.write(web_sources["images"], tmp_path / "images.parquet", metadata={"data_root": root})
+    mf.write(web_sources["videos"], tmp_path / "videos.parquet")                 # its root comes with the --source option
     out = tmp_path / "eff"
     res = CliRunner().invoke(cli, ["efficiency", str(tiny_world.target_manifest),
                                    "--source", f"images={tmp_path / 'images.parquet'}",
@@ -76,13 +77,13 @@ def test_curves_on_the_demo_world_then_a_rerun_trains_nothing(tiny_world, web, t
     for name in ("images", "videos"):
         added = [set((out / r / f"{name}_items.txt").read_text().split())
                  for r in table.loc[table["source"] == name].sort_values("fraction")["run"]]
-        assert added[0] < added[1] < added[2] == set(web[name]["item_id"])
+        assert added[0] < added[1] < added[2] == set(web_sources[name]["item_id"])
     half = table[(table["source"] == "images") & (table["fraction"] == 0.5)].iloc[0]
-    want = sum(math.ceil(0.5 * n) for n in web["images"]["label"].value_counts())
+    want = sum(math.ceil(0.5 * n) for n in web_sources["images"]["label"].value_counts())
     assert half["items"] == want and half["gigabytes"] == pytest.approx(want * 1e-4)
     full = table[(table["source"] == "videos") & (table["fraction"] == 1.0)].iloc[0]
-    assert full["items"] == len(web["videos"])
-    assert full["gigabytes"] == pytest.approx(web["videos"]["duration_s"].sum() / 60 * 0.012)
+    assert full["items"] == len(web_sources["videos"])
+    assert full["gigabytes"] == pytest.approx(web_sources["videos"]["duration_s"].sum() / 60 * 0.012)
     zero = table[table["source"] == "target_only"].iloc[0]
     assert zero["items"] == 0 and zero["gigabytes"] == 0
 
@@ -96,7 +97,7 @@ def test_curves_on_the_demo_world_then_a_rerun_trains_nothing(tiny_world, web, t
     victim = out / "runs" / "videos" / "f0.5"
     (victim / "result.json").unlink()
     steps = (victim / "metrics.jsonl").read_text().count('"event": "train"')
-    rescored = eff.efficiency_curves(tiny_world.target_manifest, web, out, fractions=[0.25, 0.5, 1.0], epochs=1,
+    rescored = eff.efficiency_curves(tiny_world.target_manifest, web_sources, out, fractions=[0.25, 0.5, 1.0], epochs=1,
                                      data={"num_clips": 4})
     assert (victim / "metrics.jsonl").read_text().count('"event": "train"') == steps
     pd.testing.assert_frame_equal(rescored.drop(columns="seconds"), table.drop(columns="seconds"))
@@ -108,17 +109,17 @@ def test_curves_on_the_demo_world_then_a_rerun_trains_nothing(tiny_world, web, t
         raise AssertionError("a finished run was trained again")
 
     monkeypatch.setattr(runs, "train", no_training)
-    again = eff.efficiency_curves(tiny_world.target_manifest, web, out, fractions=[0.25, 0.5, 1.0], epochs=1,
+    again = eff.efficiency_curves(tiny_world.target_manifest, web_sources, out, fractions=[0.25, 0.5, 1.0], epochs=1,
                                   data={"num_clips": 4})
     pd.testing.assert_frame_equal(again, rescored)
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.pt")} == stamps
     with pytest.raises(ConfigError, match="other settings"):                       # a changed run is refused
-        eff.efficiency_curves(tiny_world.target_manifest, web, out, fractions=[0.25, 0.5, 1.0], epochs=2,
+        eff.efficiency_curves(tiny_world.target_manifest, web_sources, out, fractions=[0.25, 0.5, 1.0], epochs=2,
                               data={"num_clips": 4})
 
     # the demo's way: a point whose rows changed is trained again in its folder; the unchanged point is read back
     monkeypatch.undo()
-    fewer = web["images"].iloc[2:]
+    fewer = web_sources["images"].iloc[2:]
     changed = eff.efficiency_curves(tiny_world.target_manifest, {"images": fewer}, out, fractions=[1.0], epochs=1,
                                     data={"num_clips": 4}, replace_stale=True)
     assert set((out / "runs" / "images" / "f1" / "images_items.txt").read_text().split()) == set(fewer["item_id"])

@@ -1,4 +1,4 @@
-"""curate/executor.py on a real local Ray cluster (2 CPUs, started once for the module) against the local executor,
+"""curate/core/executor.py on a real local Ray cluster (2 CPUs, started once for the module) against the local executor,
 through the probe stage on the demo world's web corpus (broken files included): same manifest; a Ray worker killed
 mid-run (SIGKILL from inside its task) loses only its shard, and a rerun finishes it; GPU-aware scheduling."""
 import os
@@ -9,18 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from curate import manifest as mf
-from curate.executor import ExecutorError, commit, run_shards, task_resources
-from curate.probe import pending, probe_manifest, probe_shard
+from curate.core import manifest as mf
+from curate.core.executor import ExecutorError, commit, run_shards, task_resources
+from curate.crawl.probe import pending, probe_manifest, probe_shard
 
-from conftest import local_ray
-
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    with local_ray(__name__, num_gpus=1) as ray:   # the GPU is a logical resource
-        yield ray
+RAY_RESOURCES = {"num_gpus": 1}   # the `ray_cluster` fixture's; the GPU is a logical resource
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +36,7 @@ def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
 
 
+@pytest.mark.slow
 def test_probe_through_ray_gives_the_local_manifest(ray_cluster, crawled, local_probe, tiny_world, tmp_path):
     local = local_probe.manifest
     truth = mf.read(tiny_world.truth_web)
@@ -71,6 +65,7 @@ def _dies_once(shard: pd.DataFrame, ctx):
     return probe_shard(shard, ctx)
 
 
+@pytest.mark.slow
 def test_a_killed_ray_worker_loses_nothing(ray_cluster, crawled, local_probe, tiny_world, tmp_path):
     df = mf.read(crawled)
     todo = df[pending(df)]

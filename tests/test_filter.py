@@ -7,14 +7,21 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from curate import manifest as mf
 from curate import media
-from curate.cheap import CheapRules, cheap_filter
+from curate.clean.cheap import CheapRules, cheap_filter
+from curate.clean.filter import (
+    KeepRules,
+    apply_rules,
+    cut_clips,
+    dry_run_table,
+    filter_manifest,
+    merge_windows,
+    window_rows,
+)
+from curate.clean.teacher import Ensemble, load_teacher, match_classes, read_embeddings, read_mapping, score_manifest
 from curate.cli import cli
-from curate.filter import (KeepRules, apply_rules, cut_clips, dry_run_table, filter_manifest, merge_windows,
-                           window_rows)
-from curate.teacher import (Ensemble, load_teacher, match_classes, read_embeddings, read_mapping,
-                            score_manifest)
+from curate.core import manifest as mf
+
 
 @pytest.fixture(scope="module")
 def teacher(tiny_teacher):
@@ -172,7 +179,7 @@ def test_cross_fitted_teachers_score_only_the_fold_they_left_out(web_rows, teach
     rows = web_rows[web_rows["media"] == "image"].head(16).reset_index(drop=True)
     fold_of = mf.fold_of(rows, 2, 5)
     assert set(fold_of) == {0, 1}
-    from curate.teacher import ScoreDataset, forward, loader
+    from curate.clean.teacher import ScoreDataset, forward, loader
 
     alone = [forward(t, loader(ScoreDataset(rows, tiny_world.root, t), 8, 0))[0]     # every row, for reference
              for t in (teacher, *folds)]

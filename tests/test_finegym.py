@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from curate import finegym as fg
+from curate.formats import finegym as fg
 
 REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "finegym"
 
@@ -193,8 +193,8 @@ def test_every_planted_error_is_reported_with_its_place(tmp_path):
 def test_cli_import_writes_manifests_and_refuses_broken_files(tmp_path):
     from click.testing import CliRunner
 
-    from curate import manifest as mf
     from curate.cli import cli
+    from curate.core import manifest as mf
     from trainers.data import LabelSpace
 
     ann, cats = write_fixture(tmp_path)
@@ -217,7 +217,7 @@ def test_cli_import_writes_manifests_and_refuses_broken_files(tmp_path):
 
 
 def test_import_export_import_gives_identical_tables(tmp_path):
-    from curate import gymbuild
+    from curate.gym import build as gymbuild
 
     ann, cats_dir = write_fixture(tmp_path)
     events, elements, cats = fg.read_annotations(ann, cats_dir, version="v1.0")
@@ -238,7 +238,7 @@ def test_import_export_import_gives_identical_tables(tmp_path):
 
 
 def test_demo_world_builds_finegym_files_that_import_to_the_same_tables(tiny_world, tmp_path):
-    from curate import gymbuild
+    from curate.gym import build as gymbuild
 
     tree = json.loads(tiny_world.hierarchy.read_text())
     truth_events = pd.read_parquet(tiny_world.truth_events)
@@ -266,7 +266,9 @@ def test_demo_world_builds_finegym_files_that_import_to_the_same_tables(tiny_wor
 def test_trim_cuts_events_then_elements_within_one_frame_and_resumes(tiny_world, tmp_path):
     import numpy as np
 
-    from curate import gymbuild, gymtrim, media
+    from curate import media
+    from curate.gym import build as gymbuild
+    from curate.gym import trim as gymtrim
 
     tree = json.loads(tiny_world.hierarchy.read_text())
     events, elements, _, _ = gymbuild.build(tree, pd.read_parquet(tiny_world.truth_events),
@@ -305,8 +307,8 @@ def test_trim_cuts_events_then_elements_within_one_frame_and_resumes(tiny_world,
 def test_cli_build_export_crawl_trim_on_the_demo_world(tiny_world, tmp_path):
     from click.testing import CliRunner
 
-    from curate import manifest as mf
     from curate.cli import cli
+    from curate.core import manifest as mf
 
     run = lambda *a: CliRunner().invoke(cli, ["gym", *map(str, a)])  # noqa: E731
     out = tmp_path / "gym"

@@ -4,8 +4,15 @@ import math
 import numpy as np
 import pytest
 
-from trainers.loc_metrics import (TIOU_THRESHOLDS, average_recall, box_iou, frame_map, interpolated_ap,
-                                  segment_iou, temporal_map)
+from trainers.loc_metrics import (
+    TIOU_THRESHOLDS,
+    average_recall,
+    box_iou,
+    frame_map,
+    interpolated_ap,
+    segment_iou,
+    temporal_map,
+)
 
 
 def test_ious():

@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from curate import manifest as mf
 from curate.cli import cli
+from curate.core import manifest as mf
 
 
 def rows(n, **kw):
@@ -118,7 +118,7 @@ def test_write_is_atomic_when_it_fails_midway(tmp_path, monkeypatch):
 def test_atomic_path_keeps_the_old_file_until_the_new_one_is_whole(tmp_path):
     import hashlib
 
-    from curate.files import atomic_path, sha256_file, write_text
+    from curate.core.files import atomic_path, sha256_file, write_text
 
     path = write_text(tmp_path / "deep" / "x.json", "old")
     with pytest.raises(RuntimeError):

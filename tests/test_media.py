@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from curate import media
-from curate.media import checks, frames as frames_mod
-from curate.media import MediaError
+from curate.media import MediaError, checks
+from curate.media import frames as frames_mod
 
 INDICES = [100, 3, 3, 57, 0, 119, 58, 30]  # any order, repeats, both ends, GOP boundaries
 VFR_MS = np.cumsum(np.r_[0, np.random.default_rng(0).choice([20, 40, 100], 119)])  # variable frame times

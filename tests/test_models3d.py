@@ -8,8 +8,8 @@ from click.testing import CliRunner
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from curate import manifest as mf
 from curate.cli import cli
+from curate.core import manifest as mf
 from trainers.config import ConfigError, build_model, count_parameters, load_model_config
 from trainers.inputs import resolve_data
 from trainers.models.resnet2d import ResNet2d

@@ -1,7 +1,7 @@
 """Recipes: YAML -> dataclasses; typos and wrong types are reported with their key path."""
 import pytest
 
-from curate.recipe import Recipe, RecipeError, load_recipe
+from curate.crawl.recipe import Recipe, RecipeError, load_recipe
 
 GOOD = """
 name: demo

@@ -1,4 +1,4 @@
-"""curate.runs: training jobs side by side in spawned workers, one pool shared by several calls, finished jobs read
+"""curate.experiments.runs: training jobs side by side in spawned workers, one pool shared by several calls, finished jobs read
 back without starting any worker."""
 import os
 import time
@@ -6,9 +6,8 @@ import time
 import pytest
 import torch
 
-from curate import manifest as mf
-from curate.efficiency import run_config
-from curate.runs import RunJob, WorkerPool, run_jobs
+from curate.core import manifest as mf
+from curate.experiments.runs import RunJob, WorkerPool, run_config, run_jobs
 from trainers.checkpoint import read_checkpoint
 from trainers.config import ConfigError
 from trainers.sources import Source
@@ -22,6 +21,7 @@ def _jobs(world, out, seeds, **extra):
                    [target], whole) for seed in seeds]
 
 
+@pytest.mark.slow
 def test_a_shared_pool_survives_a_failed_job_and_computes_like_a_fresh_one(tiny_world, tmp_path):
     with WorkerPool(2) as pool:
         with pytest.raises(ConfigError, match="unknown top-level key"):      # raised in a worker, surfaced here
@@ -57,6 +57,7 @@ def test_a_folder_holding_another_run_is_refused_or_replaced(tiny_world, tmp_pat
     assert run_jobs(other)[0] == second                         # and read back on the next call
 
 
+@pytest.mark.slow
 def test_a_call_queued_for_later_runs_behind_the_next_batch_in_a_worker(tiny_world, tmp_path):
     with WorkerPool(2) as pool:
         stamp = pool.later(time.time)                  # the clock of whichever worker runs it

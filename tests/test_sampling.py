@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from curate.sampling import SampleFrames, dense_windows, window_indices
+from curate.core.sampling import SampleFrames, dense_windows, window_indices
 
 
 def idx(sampler, total, **kw):

@@ -8,23 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from curate import manifest as mf
-from curate.crawl import crawl, select_labels
-from curate.fetch import Http
-from curate.recipe import DownloadSpec, RecipeError, load_recipe
-from curate.sources import plan, queries_for
-from curate.synth.web import serve
-
-
-@pytest.fixture(scope="module")
-def web(tiny_world):
-    with serve(tiny_world.root) as handle:
-        yield handle
-
-
-@pytest.fixture(scope="module")
-def truth(tiny_world):
-    return pd.read_parquet(tiny_world.truth_web)
+from curate.core import manifest as mf
+from curate.crawl.crawler import crawl, select_labels
+from curate.crawl.fetch import Http
+from curate.crawl.plan import queries_for
+from curate.crawl.recipe import DownloadSpec, RecipeError, load_recipe
+from curate.crawl.sources import plan
 
 
 def write_recipe(tmp_path, body, classes=("a", "b")):

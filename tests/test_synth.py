@@ -10,12 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from curate import manifest as mf
 from curate import media
-from curate.synth import make_world
-from curate.synth import render as R
-from curate.synth.classes import CLASS_TABLE, classes, hashtags, hierarchy, reversal_pairs
-from curate.synth.plan import WorldSpec, make_plan
+from curate.core import manifest as mf
+from curate.crawl.plan import hashtags
+from curate.demo.synth import make_world
+from curate.demo.synth import render as R
+from curate.demo.synth.classes import CLASS_TABLE, classes, hierarchy, reversal_pairs
+from curate.demo.synth.plan import WorldSpec, make_plan
 from tests.conftest import TINY_WORLD
 
 
@@ -218,7 +219,7 @@ def test_spans_events_and_scenes(tiny_world):
     boxes = pd.read_parquet(tiny_world.truth_boxes)
     frames = web.loc[actions["video_id"], "frames"].to_numpy()
     assert (actions["start_frame"] >= 0).all() and (actions["end_frame"] <= frames).all()
-    for (vid, actor), g in actions.groupby(["video_id", "actor"]):
+    for (vid, _), g in actions.groupby(["video_id", "actor"]):
         g = g.sort_values("start_frame")
         assert (g["start_frame"].to_numpy()[1:] >= g["end_frame"].to_numpy()[:-1]).all(), vid
     for _, ev in events.iterrows():

@@ -4,11 +4,12 @@ import pandas as pd
 import pytest
 import torch
 
-from curate import manifest as mf
 from curate import media
-from curate.pseudo import camera_path, moving_clip, static_clip
+from curate.core import manifest as mf
+from curate.core.manifest import usable_rows
+from curate.media.pseudo import camera_path, moving_clip, static_clip
 from trainers.config import ConfigError
-from trainers.data import CACHE, ClipDataset, LabelSpace, collate_groups, make_loader, usable_rows
+from trainers.data import CACHE, ClipDataset, LabelSpace, collate_groups, make_loader
 from trainers.inputs import build_pipelines, default_data, parse_views, pipeline_config, resolve_data
 from trainers.sources import MixedBatchSampler, SequentialBatchSampler, Stream, balanced_draw, parse_source
 from trainers.transforms import STEPS, build_pipeline

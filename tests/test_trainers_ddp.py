@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from curate import manifest as mf
+from curate.core import manifest as mf
 from trainers.checkpoint import read_checkpoint
 from trainers.distributed import torchrun_command
 
@@ -65,6 +65,7 @@ def run_args(tiny_world, tmp_path_factory):
             "--set", "schedule.mixup_alpha=0.4", "--set", "data.flip=0"]
 
 
+@pytest.mark.slow
 def test_torchrun_matches_one_process_and_resumes_exactly_after_sigkill(run_args, tmp_path):
     single = _curate([*run_args, "--out", tmp_path / "one"])
     assert single.wait(timeout=300) == 0, single.stdout.read().decode()

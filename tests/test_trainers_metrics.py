@@ -2,8 +2,14 @@
 import numpy as np
 import pytest
 
-from trainers.metrics import (confusion_matrix, level_accuracy, mean_class_accuracy, per_class_accuracy,
-                              plot_confusion, top_k_accuracy)
+from trainers.metrics import (
+    confusion_matrix,
+    level_accuracy,
+    mean_class_accuracy,
+    per_class_accuracy,
+    plot_confusion,
+    top_k_accuracy,
+)
 
 SCORES = np.array([[0.1, 0.5, 0.4],    # true 2, predicted 1, 2 is second
                    [0.7, 0.2, 0.1],    # true 0, predicted 0

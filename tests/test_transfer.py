@@ -7,8 +7,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from curate import manifest as mf
 from curate.cli import cli
+from curate.core import manifest as mf
 from trainers.checkpoint import CheckpointError, load_checkpoint
 from trainers.config import build_model
 from trainers.evaluate import evaluate_checkpoint
@@ -29,7 +29,7 @@ def small_cfg(epochs: int, seed: int = 0, **schedule):
 @pytest.fixture(scope="module")
 def two_label_sets(tmp_path_factory):
     """A six-class world split into A (the first four classes) and B (two other classes, disjoint from A)."""
-    from curate.synth import make_world
+    from curate.demo.synth import make_world
 
     world = make_world(tmp_path_factory.mktemp("world6"), workers=2, num_classes=6, seed=1, train_per_class=8,
                        val_per_class=0, test_per_class=8, web_images_per_class=0, feed_images_per_class=0,
@@ -81,6 +81,7 @@ def _nll_and_top1(ckpt: Path, rows, root) -> tuple[float, float]:
     return float(-np.log(np.clip(p, 1e-8, 1)).mean()), r.metrics["top1"]
 
 
+@pytest.mark.slow
 def test_fine_tuning_from_a_checkpoint_beats_scratch_with_the_same_budget(pretrained, two_label_sets, tmp_path):
     """Two epochs (8 steps) on B, three seeds: held-out loss lower and top-1 higher with --init (fine-tuned with the
     usual 0.1 backbone lr) than from scratch (full lr everywhere)."""

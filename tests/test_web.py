@@ -13,19 +13,10 @@ import urllib.request
 import pandas as pd
 import pytest
 
-from curate.synth.faults import FAULT_KINDS, Faults
-from curate.synth.web import serve
+from curate.demo.synth.faults import FAULT_KINDS, Faults
+from curate.demo.synth.web import serve
 
-
-@pytest.fixture(scope="module")
-def web(tiny_world):
-    with serve(tiny_world.root, faults=Faults(slow_s=0.3)) as handle:
-        yield handle
-
-
-@pytest.fixture(scope="module")
-def truth(tiny_world):
-    return pd.read_parquet(tiny_world.truth_web)
+WEB_FAULTS = Faults(slow_s=0.3)   # the `web` fixture serves with these
 
 
 def get(url, headers=None, timeout=10):
@@ -86,7 +77,8 @@ def test_hashtag_feeds_json_and_html(web, truth):
         feed = get_json(f"{web.url}/tags/{tag}?type={media}&per_page=100")
         assert sorted(r["id"] for r in feed["results"]) == sorted(expect["source_id"])
     # '#Tag' spellings normalise to the stored tag
-    assert get_json(f"{web.url}/tags/%23{tag.upper()}?type=image")["total"] == get_json(f"{web.url}/tags/{tag}?type=image")["total"]
+    upper = get_json(f"{web.url}/tags/%23{tag.upper()}?type=image")
+    assert upper["total"] == get_json(f"{web.url}/tags/{tag}?type=image")["total"]
     status, headers, page = get(f"{web.url}/tags/{tag}?type=image&format=html")
     assert headers["Content-Type"].startswith("text/html") and page.count(b"<article") >= 1 and b"<img" in page
 
@@ -143,7 +135,7 @@ def test_forced_faults_and_their_clearing(web, truth):
     expect = get(url)[2]
     for kind in FAULT_KINDS:
         u = f"{url}?fault={kind}&fault_times=2&k={kind}"  # a fresh target per kind
-        for attempt in range(2):
+        for _ in range(2):
             t0 = time.perf_counter()
             if kind in ("429", "500"):
                 with pytest.raises(urllib.error.HTTPError) as err:

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from curate.files import atomic_path
+from curate.core.files import atomic_path
 from trainers.config import build_model
 
 FORMAT = "curate-checkpoint/1"

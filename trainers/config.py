@@ -70,10 +70,31 @@ def build_model(cfg: Mapping[str, Any], num_classes: int | None = None, where: s
 
 def build_fusion(cfg: Mapping[str, Any], num_classes: int | None, where: str) -> nn.Module:
     """`{type: TwoStream, rgb: <model cfg>, flow: <model cfg>, coefficients: ...}`: streams built, then fused."""
-    cfg = dict(cfg)
-    streams = {k: build_model(v, num_classes, f"{where}.{k}") for k, v in cfg.items()
-               if isinstance(v, Mapping) and "type" in v}
+    streams = {k: build_model(v, num_classes, f"{where}.{k}") for k, v in fusion_streams(cfg).items()}
     return build_from(FUSIONS, {**cfg, **streams}, where)
+
+
+def fusion_streams(model: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The stream configs of a fusion model (e.g. TwoStream's rgb and flow); empty for a single recognizer."""
+    if model.get("type") not in FUSIONS:
+        return {}
+    return {k: v for k, v in model.items() if isinstance(v, Mapping) and "type" in v}
+
+
+def is_2d(model: Mapping[str, Any]) -> bool:
+    """Does the model take frames (2D CNNs: TSN, TSM, flow nets, a two-stream model of those), not 3D clips?"""
+    streams = fusion_streams(model)
+    return all(is_2d(s) for s in streams.values()) if streams else model.get("type") == "Recognizer2D"
+
+
+def bundled_recognizers() -> list[str]:
+    """The names of every bundled recognition config (recipes/models; not the localizers and detectors)."""
+    names = []
+    for path in sorted(MODEL_DIR.glob("*.yaml")):
+        model = load_yaml_config(path).get("model", {})
+        if model.get("type") in {*RECOGNIZERS, *FUSIONS}:
+            names.append(path.stem)
+    return names
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -82,10 +103,13 @@ def count_parameters(model: nn.Module) -> int:
 
 def load_yaml_config(path: str | Path) -> dict[str, Any]:
     """A model/training config file (yaml.safe_load; `_base_: other.yaml` merges a base config first)."""
-    from curate.recipe import read_yaml
+    from curate.core.files import FileFormatError, read_yaml
 
     path = Path(path)
-    cfg = read_yaml(path) or {}
+    try:
+        cfg = read_yaml(path) or {}
+    except FileFormatError as exc:
+        raise ConfigError(str(exc)) from exc
     if not isinstance(cfg, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     base = cfg.pop("_base_", None)

@@ -4,7 +4,7 @@ A sample is addressed by a key `(row, seed)`: the row to load and the seed of it
 a sample looks like depends only on its key (not on worker, order or how often the run was resumed). Video rows
 are decoded at the SampleFrames indices; a row whose file is longer than its `start_s`/`end_s` segment is read
 inside that window. Image rows become one-frame segments (`frame`, 2D models), static repeats or moving-camera
-pseudo-videos (`curate.pseudo`). Only rows with `status == 'ok'` are used; the others are counted.
+pseudo-videos (`curate.media.pseudo`). Only rows with `status == 'ok'` are used; the others are counted.
 """
 from __future__ import annotations
 
@@ -21,9 +21,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from curate import manifest as mf
 from curate import media
-from curate.pseudo import PSEUDO_MODES, moving_clip, static_clip
+from curate.media.pseudo import PSEUDO_MODES, moving_clip, static_clip
 from trainers.config import ConfigError
 from trainers.transforms import Pipeline
 
@@ -91,30 +90,6 @@ class LabelSpace:
 
 
 # ----------------------------------------------------------------------------------------------- manifests
-
-def find_data_root(path: Path, df: pd.DataFrame, given: str | Path | None = None) -> Path:
-    """--data-root, else the manifest's `data_root` metadata, else the nearest of the manifest's folder and its
-    parents that holds the first usable row's file."""
-    if given:
-        return Path(given)
-    meta = mf.read_metadata(path).get("data_root")
-    if meta:
-        return Path(meta)
-    rel = next((p for p in df.loc[df["status"] == "ok", "path"].dropna()), None)
-    for root in [path.parent, *path.parent.parents]:
-        if rel is None or (root / rel).exists():
-            return root
-    raise ConfigError(f"{path}: cannot find the data root holding {rel!r}; pass --data-root")
-
-
-def usable_rows(df: pd.DataFrame, split: str | None = None) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Rows with status ok and a path (in `split` if given), and how many were skipped by status."""
-    if split is not None:
-        df = df[df["split"] == split]
-    ok = (df["status"] == "ok") & df["path"].notna()
-    skipped = {str(k): int(v) for k, v in df.loc[~ok, "status"].fillna("no path").value_counts().items()}
-    return df[ok].reset_index(drop=True), skipped
-
 
 # ----------------------------------------------------------------------------------------------- frames
 
@@ -263,7 +238,9 @@ class Group:
         return len(self.y)
 
     def to(self, device: torch.device | str) -> "Group":
-        move = (lambda t: t.to(device, non_blocking=True))
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device, non_blocking=True)
+
         x = {k: move(v) for k, v in self.x.items()} if isinstance(self.x, dict) else move(self.x)
         return Group(self.source, x, move(self.y))
 

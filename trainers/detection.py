@@ -1,5 +1,5 @@
-"""Spatio-temporal action detection on AVA-style files (curate/ava.py): keyframe clips, person proposals,
-multi-label targets, training with `trainers.fit`, frame-mAP@0.5 evaluation and predictions CSV.
+"""Spatio-temporal action detection on AVA-style files (curate/formats/ava.py): keyframe clips, person proposals,
+multi-label targets, training with `trainers.loop`, frame-mAP@0.5 evaluation and predictions CSV.
 
 The `data:` section: clip_len, frame_interval (the clip is centred on the keyframe, indices clamped to the video),
 size (frames resized to size x size; boxes are normalised so they follow), mean/std, flip (probability),
@@ -19,10 +19,11 @@ import pandas as pd
 import torch
 from torch import nn
 
-from curate import ava
+from curate.formats import ava
 from trainers.config import ConfigError, build_from
-from trainers.fit import FitResult, fit
+from trainers.distributed import Rank
 from trainers.loc_metrics import box_iou, frame_map
+from trainers.loop import FitResult, Task, fingerprint, run, share
 from trainers.models import BACKBONES, DETECTORS, ROI_HEADS
 from trainers.models.roi_head import multilabel_loss
 
@@ -204,34 +205,41 @@ def train_detector(cfg: Mapping[str, Any], files: Mapping[str, Path], root: str 
     num_classes = max(names)
     data = resolve_data(cfg)
     cfg = {**dict(cfg), "data": data}
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     s = Schedule.from_config(cfg.get("schedule"))
     train, val = (KeyframeData(files, sub, num_classes, data, root) for sub in ("train", "val"))
     if not len(train):
         raise ValueError("no training keyframes (proposals of train videos)")
-    torch.manual_seed(s.seed)    # the same weights whatever ran before in this process
-    model = build_detector(cfg["model"], num_classes)
-    steps = -(-len(train) // s.batch_size)
 
-    def batches(epoch: int):
-        rng = np.random.default_rng([s.seed, epoch])
-        order = rng.permutation(len(train))
-        for k in range(0, len(order), s.batch_size):
-            yield train.batch(order[k:k + s.batch_size], train=True, rng=rng)
+    def build(rank: Rank, dev: torch.device) -> Task:
+        torch.manual_seed(s.seed)    # the same weights whatever ran before in this process
+        model = build_detector(cfg["model"], num_classes)
+        torch.manual_seed(s.seed)
 
-    def loss_fn(m: nn.Module, batch) -> dict[str, torch.Tensor]:
-        clips, rois, y, _ = batch
-        loss = multilabel_loss(m(clips.to(device), rois.to(device)), y.to(device))
-        return {"loss": loss}
+        def batches(epoch: int, step: int):
+            rng = np.random.default_rng([s.seed, epoch])
+            order = rng.permutation(len(train))
+            for k in range(0, len(order), s.batch_size):   # earlier steps are drawn too: the rng must match
+                part, factor = share(order[k:k + s.batch_size], rank)
+                batch = train.batch(part, train=True, rng=rng)
+                if k // s.batch_size >= step:
+                    yield (*batch, factor)
 
-    def evaluate(m: nn.Module) -> dict[str, float]:
-        return detection_metrics(val, predict_keyframes(m, val, s.batch_size, device))
+        def loss(m: nn.Module, batch, g_step: int) -> tuple[torch.Tensor, dict[str, float]]:
+            clips, rois, y, _, factor = batch
+            value = multilabel_loss(m(clips.to(dev), rois.to(dev)), y.to(dev)) * factor
+            return value, {"loss": float(value.detach())}
 
-    meta = {"task": "detection", "classes": [names[i] for i in sorted(names)], "data": data,
-            "keyframes": {"train": len(train), "val": len(val)}}
-    result = fit(model, cfg, batches, steps, loss_fn, out, meta, evaluate if len(val) else None, "frame_map",
-                 resume, device, progress=progress)
-    return result, train, val
+        def evaluate(m: nn.Module) -> dict[str, float]:
+            return detection_metrics(val, predict_keyframes(m, val, s.batch_size, dev))
+
+        meta = {"task": "detection", "classes": [names[i] for i in sorted(names)], "data": data,
+                "keyframes": {"train": len(train), "val": len(val)}, "model": cfg["model"], "schedule": s.as_dict()}
+        return Task(model, -(-len(train) // s.batch_size), batches, loss, ["loss"], meta,
+                    fingerprint(s, model=cfg["model"], meta=meta), {**cfg, "schedule": s.as_dict()},
+                    evaluate if len(val) else None, "frame_map", count=lambda batch: len(batch[0]),
+                    scale=float(rank.world))
+
+    return run(build, s, out, device=device, resume=resume, progress=progress), train, val
 
 
 def load_detector(path: str | Path, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:

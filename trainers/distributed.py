@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,9 +48,10 @@ def under_torchrun() -> bool:
     return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-def setup(device: str | torch.device | None) -> tuple[Rank, torch.device, bool]:
-    """(rank, device, whether this call started the process group). On GPU each rank takes cuda:LOCAL_RANK and
-    NCCL; on CPU gloo."""
+@contextmanager
+def session(device: str | torch.device | None) -> Iterator[tuple[Rank, torch.device]]:
+    """(rank, device) for one run: under torchrun the process group is started (NCCL on GPU, each rank on
+    cuda:LOCAL_RANK; gloo on CPU) and destroyed when the block ends, unless it was already running."""
     r = from_env()
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -61,12 +64,11 @@ def setup(device: str | torch.device | None) -> tuple[Rank, torch.device, bool]:
             torch.cuda.set_device(dev)
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", timeout=TIMEOUT)
         started = True
-    return r, dev, started
-
-
-def teardown(started: bool) -> None:
-    if started and dist.is_initialized():
-        dist.destroy_process_group()
+    try:
+        yield r, dev
+    finally:
+        if started and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def wrap(model: torch.nn.Module, r: Rank, device: torch.device, sync_bn: bool) -> torch.nn.Module:

@@ -16,10 +16,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from trainers.data import ClipDataset, LabelSpace, find_data_root, make_loader, usable_rows
+from curate.core.manifest import find_data_root, usable_rows
+from trainers.data import ClipDataset, LabelSpace, make_loader
 from trainers.inputs import build_pipelines, parse_views, streams
-from trainers.metrics import (confusion_matrix, level_accuracy, mean_class_accuracy, plot_confusion,
-                              top_k_accuracy)
+from trainers.metrics import confusion_matrix, level_accuracy, mean_class_accuracy, plot_confusion, top_k_accuracy
 from trainers.sources import SequentialBatchSampler
 
 
@@ -110,7 +110,7 @@ def evaluate_checkpoint(checkpoint: str | Path, manifest: str | Path | pd.DataFr
                         device: str | torch.device | None = None,
                         progress: Callable[[int, int], None] | None = None) -> EvalResult:
     """Score a manifest split with a checkpoint; with `out`, write metrics.json, predictions.parquet, confusion.png."""
-    from curate import manifest as mf
+    from curate.core import manifest as mf
     from trainers.checkpoint import load_checkpoint
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -25,8 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from trainers.config import ConfigError, merge
-from trainers.models import FUSIONS
+from trainers.config import ConfigError, fusion_streams, is_2d, merge
 from trainers.transforms import FORMATS, IMAGENET_MEAN, IMAGENET_STD, Pipeline, build_pipeline
 
 KNOBS = ("clip_len", "frame_interval", "num_clips", "input_format", "size", "scale", "mean", "std", "train_crop",
@@ -38,13 +37,14 @@ CROPS = {1: "CenterCrop", 3: "ThreeCrop", 10: "TenCrop"}
 def default_data(model: Mapping[str, Any]) -> dict[str, Any]:
     """Knobs read off a model config: 2D -> 1x1x8 segments (num_segments of TSM), flow (10 input channels) -> 6x1x8
     frames, 3D -> clip_len = the backbone's num_frames (else 8) over 64 frames; size = its img_size (else 224)."""
-    if model.get("type") in FUSIONS:
-        return {"streams": {k: default_data(v) for k, v in model.items() if isinstance(v, Mapping) and "type" in v}}
+    streams = fusion_streams(model)
+    if streams:
+        return {"streams": {k: default_data(v) for k, v in streams.items()}}
     backbone = model.get("backbone") or {}
     size = int(backbone.get("img_size") or 224)
     data: dict[str, Any] = {"size": size, "scale": round(size * 256 / 224), "mean": list(IMAGENET_MEAN),
                             "std": list(IMAGENET_STD), "flip": 0.5, "views": [1, 1], "pseudo_strength": 1.0}
-    if model.get("type") == "Recognizer2D":
+    if is_2d(model):
         segments = int(backbone.get("num_segments") or 8)
         flow = int(backbone.get("in_channels") or 3) != 3
         data.update(clip_len=(int(backbone["in_channels"]) // 2 + 1) if flow else 1, frame_interval=1,
@@ -140,6 +140,5 @@ def data_overrides(model: Mapping[str, Any], **knobs: Any) -> dict[str, Any]:
         knobs["scale"] = round(int(knobs["size"]) * 256 / 224)
     if not knobs:
         return {}
-    if model.get("type") in FUSIONS:
-        return {"streams": {k: dict(knobs) for k, v in model.items() if isinstance(v, Mapping) and "type" in v}}
-    return dict(knobs)
+    streams = fusion_streams(model)
+    return {"streams": {k: dict(knobs) for k in streams}} if streams else dict(knobs)

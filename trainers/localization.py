@@ -1,6 +1,6 @@
 """Temporal action localization with BMN: feature sequences + ActivityNet-style annotations -> proposals.
 
-`train_localizer(cfg, features, annotations, out)` trains with `trainers.fit` and keeps the checkpoint with the
+`train_localizer(cfg, features, annotations, out)` trains with `trainers.loop` and keeps the checkpoint with the
 best validation AUC; `evaluate_localizer` writes proposals in ActivityNet's results format and reports AR@AN
 (1..100), AUC and, with the feature index's video-level class scores, mAP at tIoU 0.5:0.05:0.95.
 Post-processing: boundary candidates (local peaks or > 0.5 x max), score = start x end x cls x reg, Soft-NMS.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from curate.activitynet import Video, read_activitynet, segments
+from curate.formats.activitynet import Video, read_activitynet, segments
 from trainers.config import build_from
-from trainers.fit import FitResult, fit
+from trainers.distributed import Rank
 from trainers.loc_metrics import average_recall, temporal_map
+from trainers.loop import FitResult, Task, fingerprint, run, share
 from trainers.models import LOCALIZERS
 from trainers.models.bmn import bmn_loss, bmn_targets
 
@@ -87,11 +89,13 @@ class LocalizationData:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def batches(self, batch_size: int, epoch: int, seed: int):
+    def batches(self, batch_size: int, epoch: int, seed: int, rank: Rank):
+        """(features, targets, loss factor) of this rank's share of every batch of the epoch (trainers.loop.share)."""
         order = np.random.default_rng([seed, epoch]).permutation(len(self))
         for k in range(0, len(order), batch_size):
-            idx = torch.as_tensor(order[k:k + batch_size])
-            yield self.x[idx], tuple(t[idx] for t in self.targets)
+            part, factor = share(order[k:k + batch_size], rank)
+            idx = torch.as_tensor(part)
+            yield self.x[idx], tuple(t[idx] for t in self.targets), factor
 
 
 @torch.no_grad()
@@ -148,28 +152,36 @@ def train_localizer(cfg: Mapping[str, Any], features: Mapping[str, np.ndarray], 
     from trainers.schedule import Schedule
 
     db = read_activitynet(annotations) if not isinstance(annotations, dict) else annotations
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     s = Schedule.from_config(cfg.get("schedule"))
-    torch.manual_seed(s.seed)    # the same weights whatever ran before in this process
-    model = build_localizer(cfg["model"])
-    train = LocalizationData(features, db, "training", model.tscale, model.dscale)
     val_ids = sorted(k for k, v in db.items() if k in features and v.subset == "validation")
-    if not len(train):
-        raise ValueError("no training videos have both features and annotations")
     durations = {k: v.duration_second for k, v in db.items()}
-    steps = -(-len(train) // s.batch_size)
 
-    def loss_fn(m: nn.Module, batch) -> dict[str, torch.Tensor]:
-        x, targets = batch
-        return bmn_loss(m(x.to(device)), tuple(t.to(device) for t in targets), m.valid)
+    def build(rank: Rank, dev: torch.device) -> Task:
+        torch.manual_seed(s.seed)    # the same weights whatever ran before in this process
+        model = build_localizer(cfg["model"])
+        train = LocalizationData(features, db, "training", model.tscale, model.dscale)
+        if not len(train):
+            raise ValueError("no training videos have both features and annotations")
+        torch.manual_seed(s.seed)
 
-    def evaluate(m: nn.Module) -> dict[str, float]:
-        return proposal_metrics(db, propose(m, features, val_ids, durations, device=device), val_ids)
+        def loss(m: nn.Module, batch, g_step: int) -> tuple[torch.Tensor, dict[str, float]]:
+            x, targets, factor = batch
+            losses = bmn_loss(m(x.to(dev)), tuple(t.to(dev) for t in targets), model.valid)
+            return losses["loss"] * factor, {k: float(v.detach()) * factor for k, v in losses.items()}
 
-    meta = {"task": "localization", "tscale": model.tscale, "feat_dim": model.feat_dim,
-            "videos": {"training": len(train), "validation": len(val_ids)}}
-    return fit(model, cfg, lambda e: train.batches(s.batch_size, e, s.seed), steps, loss_fn, out, meta,
-               evaluate if val_ids else None, "auc", resume, device, progress=progress)
+        def evaluate(m: nn.Module) -> dict[str, float]:
+            return proposal_metrics(db, propose(m, features, val_ids, durations, device=dev), val_ids)
+
+        meta = {"task": "localization", "tscale": model.tscale, "feat_dim": model.feat_dim,
+                "videos": {"training": len(train), "validation": len(val_ids)}, "model": cfg["model"],
+                "schedule": s.as_dict()}
+        return Task(model, -(-len(train) // s.batch_size),
+                    lambda epoch, step: islice(train.batches(s.batch_size, epoch, s.seed, rank), step, None),
+                    loss, ["tem", "reg", "cls", "loss"], meta, fingerprint(s, model=cfg["model"], meta=meta),
+                    {**dict(cfg), "schedule": s.as_dict()}, evaluate if val_ids else None, "auc",
+                    count=lambda batch: len(batch[0]), scale=float(rank.world))
+
+    return run(build, s, out, device=device, resume=resume, progress=progress)
 
 
 def load_localizer(path: str | Path, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from curate.files import save_figure
+from curate.core.files import save_figure
 
 
 def top_k_accuracy(scores: np.ndarray, labels: np.ndarray, ks: Sequence[int] = (1, 5)) -> list[float]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from curate.files import save_figure
+from curate.core.files import save_figure
 
 
 def plot_curve(entries: list[dict], path: str | os.PathLike) -> Path | None:
@@ -37,7 +37,7 @@ def plot_curve(entries: list[dict], path: str | os.PathLike) -> Path | None:
     ax2.set_xlabel("epoch")
     ax2.set_ylim(0, 1.02)
     ax2.set_title("validation")
-    if val:
+    if ax2.lines:
         ax2.legend()
     fig.tight_layout()
     return save_figure(fig, path)

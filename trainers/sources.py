@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from curate import manifest as mf
+from curate.core import manifest as mf
 from trainers.config import ConfigError
 
 SOURCE_KEYS = ("split", "weight", "share", "batch", "power", "pseudo", "root", "media", "holdout")
@@ -34,7 +34,7 @@ SOURCE_KEYS = ("split", "weight", "share", "batch", "power", "pseudo", "root", "
 
 @dataclass(frozen=True)
 class Holdout:
-    """Rows of fold `fold` (of `folds`, assigned by curate.manifest.fold_of with `seed`) left out of training, so
+    """Rows of fold `fold` (of `folds`, assigned by curate.core.manifest.fold_of with `seed`) left out of training, so
     the model can score them as unseen: a cross-fitted teacher. Written FOLD/FOLDS[@SEED], e.g. 0/2@1."""
 
     fold: int

@@ -1,4 +1,5 @@
-"""The training loop: sources -> mixed batches -> one optimizer step per iteration on the summed weighted loss.
+"""Recognition training: sources -> mixed batches -> the summed weighted loss, one optimizer step per iteration
+(the loop itself is trainers.loop.fit).
 
 `train(cfg, sources, out)` writes under out/:
   last.pt        model + training state (optimizer, position in the epoch, RNG states): `resume=True` continues
@@ -11,9 +12,6 @@ Both checkpoints load with `trainers.checkpoint.load_checkpoint` (a teacher for 
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,22 +22,22 @@ import torch
 import torch.nn.functional as F
 import yaml
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch import nn
 
+from curate.core.manifest import find_data_root, usable_rows
 from trainers import distributed as ddp
-from trainers.checkpoint import read_checkpoint, save_checkpoint
+from trainers.checkpoint import read_checkpoint
 from trainers.config import ConfigError, build_model
-from trainers.data import ClipDataset, Group, LabelSpace, find_data_root, make_loader, usable_rows
-from trainers.evaluate import autocast, eval_dataset, predict, scores_metrics
+from trainers.data import ClipDataset, Group, LabelSpace, make_loader
+from trainers.evaluate import eval_dataset, predict, scores_metrics
 from trainers.inputs import build_pipelines, input_spec, resolve_data, streams
-from trainers.plots import plot_curve
-from trainers.schedule import Schedule, make_optimizer, set_lr
+from trainers.loop import Task, fingerprint, fit
+from trainers.schedule import Schedule
 from trainers.sources import MixedBatchSampler, RankShard, SequentialBatchSampler, Source, Stream, load_source
 from trainers.transfer import freeze_backbone, init_from_checkpoint, keep_frozen_eval
 
 CONFIG_KEYS = ("model", "data", "schedule")
 DEFAULT_CACHE_BYTES = 512 << 20
-PLOT_EVERY_S = 30.0   # curve.png is redrawn at the end of an epoch at most this often, and after the last one
 
 
 @dataclass
@@ -76,15 +74,6 @@ def make_config(model: str | Path, tiny: bool = False, sets: Sequence[str] = (),
     return merge(cfg, overrides or {})
 
 
-def _fingerprint(cfg: Mapping[str, Any], sources: Sequence[Source], schedule: Schedule, init: str | None) -> str:
-    """What must not change across a resume (the number of epochs and logging knobs may)."""
-    sched = {k: v for k, v in schedule.as_dict().items()
-             if k not in ("epochs", "eval_every", "log_every", "save_every", "workers", "sync_bn")}
-    blob = json.dumps({"model": cfg["model"], "data": cfg.get("data"), "schedule": sched,
-                       "sources": [s.describe() for s in sources], "init": init}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
 def _build_source(src: Source, space: LabelSpace, pipes, data: Mapping[str, Any], cache_bytes: int
                   ) -> tuple[ClipDataset, dict[str, int]]:
     df, path = load_source(src)
@@ -101,7 +90,7 @@ def _build_source(src: Source, space: LabelSpace, pipes, data: Mapping[str, Any]
 
 
 def _loss(model, groups: list[Group], weights: Sequence[float], s: Schedule, num_classes: int, mix_src: int | None,
-          lam: float, device: torch.device, amp: bool, denom: Mapping[int, int] | None = None
+          lam: float, device: torch.device, denom: Mapping[int, int] | None = None
           ) -> tuple[torch.Tensor, dict[int, float]]:
     """sum_s weight_s * mean CE over source s; groups of equal input shape share one forward pass. denom: the
     clips per source of the whole (global) batch when these groups are one rank's part of it."""
@@ -113,7 +102,10 @@ def _loss(model, groups: list[Group], weights: Sequence[float], s: Schedule, num
                   and _same_shape(g.x, groups[t].x)), None)
         if t is not None and a is not None:
             k = min(len(groups[t]), len(groups[a]))
-            blend = (lambda u, v: torch.cat([lam * u[:k] + (1 - lam) * v[:k], u[k:]]))
+
+            def blend(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+                return torch.cat([lam * u[:k] + (1 - lam) * v[:k], u[k:]])
+
             x = groups[t].x
             x = {n: blend(x[n], groups[a].x[n]) for n in x} if isinstance(x, dict) else blend(x, groups[a].x)
             groups[t] = Group(0, x, groups[t].y)
@@ -124,8 +116,8 @@ def _loss(model, groups: list[Group], weights: Sequence[float], s: Schedule, num
         x = _cat([groups[i].x for i in members])
         n = sum(len(groups[i]) for i in members)
         lone = not isinstance(x, dict) and x.shape[0] * x.shape[1] * x.shape[3] == 1
-        with autocast(device, amp):  # BatchNorm needs two values per channel: a lone frame is doubled
-            logits = model(x.expand(2, *x.shape[1:]) if lone else x)[:1 if lone else None]
+        # BatchNorm needs two values per channel: a lone frame is doubled
+        logits = model(x.expand(2, *x.shape[1:]) if lone else x)[:1 if lone else None]
         logits = logits.float().reshape(n, -1, num_classes).mean(dim=1)
         ce = F.cross_entropy(logits, torch.cat([targets[i] for i in members]), reduction="none",
                              label_smoothing=s.label_smoothing)
@@ -161,43 +153,6 @@ def _cat(xs: list):
     return torch.cat(xs) if len(xs) > 1 else xs[0]
 
 
-class MetricsLog:
-    """metrics.jsonl; on resume, lines past the resumed iteration are dropped (they are about to be redone)."""
-
-    def __init__(self, path: Path, resume_step: int | None, enabled: bool = True):
-        self.path, self.enabled = path, enabled
-        if not enabled:
-            return
-        if resume_step is not None and path.exists():
-            keep = [ln for ln in path.read_text().splitlines() if ln.strip()
-                    and json.loads(ln).get("global_step", 0) <= resume_step]
-            path.write_text("".join(ln + "\n" for ln in keep))
-        elif resume_step is None:
-            path.write_text("")
-
-    def write(self, **entry: Any) -> None:
-        if not self.enabled:
-            return
-        with self.path.open("a") as fh:
-            fh.write(json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in entry.items()}) + "\n")
-
-    def entries(self) -> list[dict]:
-        return [json.loads(ln) for ln in self.path.read_text().splitlines() if ln.strip()]
-
-
-def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: Mapping[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def train(cfg: Mapping[str, Any], sources: Sequence[Source], out: str | Path, *, val: Source | None = None,
           resume: bool = False, classes: list[str] | None = None, init: str | Path | None = None,
           device: str | torch.device | None = None,
@@ -213,28 +168,23 @@ def train(cfg: Mapping[str, Any], sources: Sequence[Source], out: str | Path, *,
     init: a checkpoint to start from (transfer to this label set: backbone loaded, head re-initialised; see
     trainers.transfer), with schedule.freeze_backbone / backbone_lr_mult.
     """
-    rank, device, started = ddp.setup(device)
-    try:
+    with ddp.session(device) as (rank, device):
         return _train(cfg, sources, Path(out), val, resume, classes, init, device, rank, cache_bytes,
                       console or Console(quiet=not progress), progress and rank.main)
-    finally:
-        ddp.teardown(started)
 
 
 def _train(cfg: Mapping[str, Any], sources: Sequence[Source], out: Path, val: Source | None, resume: bool,
-           classes: list[str] | None, init: str | Path | None, device: torch.device, rank: ddp.Rank, cache_bytes: int, con: Console,
-           progress: bool) -> TrainResult:
-    t_start = time.perf_counter()
+           classes: list[str] | None, init: str | Path | None, device: torch.device, rank: ddp.Rank, cache_bytes: int,
+           con: Console, progress: bool) -> TrainResult:
     unknown = sorted(set(cfg) - set(CONFIG_KEYS))
     if unknown:
         raise ConfigError(f"config: unknown top-level key(s) {unknown}; valid keys: {list(CONFIG_KEYS)}")
     s = Schedule.from_config(cfg.get("schedule"))
     data = resolve_data(cfg)
-    amp = device.type == "cuda" if s.amp is None else bool(s.amp)
-    last_path, best_path = out / "last.pt", out / "best.pt"
     init_sha = read_checkpoint(init, verify=False)["meta"]["sha256"] if init else None
-    fingerprint = _fingerprint(cfg, sources, s, init_sha)
-    if last_path.exists() and not resume:
+    key = fingerprint(s, model=cfg["model"], data=cfg.get("data"), sources=[src.describe() for src in sources],
+                      init=init_sha)
+    if (out / "last.pt").exists() and not resume:
         raise ConfigError(f"{out} already holds a run (last.pt); pass resume=True / --resume to continue it, "
                           "or choose another output folder")
 
@@ -260,130 +210,52 @@ def _train(cfg: Mapping[str, Any], sources: Sequence[Source], out: Path, val: So
 
     if val is None and "split" in target_df and (usable_rows(target_df, "val")[0].shape[0] > 0):
         val = Source("val", sources[0].manifest, split="val", root=sources[0].root)
-    val_loader = None
+    evaluate = None
     if val is not None and rank.main:
         vdf, vpath = load_source(val)
         vrows, skipped["val"] = usable_rows(vdf, val.split)
         vroot = val.root or (find_data_root(vpath, vdf) if vpath is not None else ".")
         vds = eval_dataset(vrows, vroot, data, space, cache_bytes=cache_bytes)
         val_loader = make_loader([vds], SequentialBatchSampler(len(vds), s.batch_size), s.workers, s.seed)
+        amp = device.type == "cuda" if s.amp is None else bool(s.amp)
+
+        def evaluate(model: nn.Module) -> dict[str, float]:
+            scores, labels = predict(model, val_loader, device, amp)
+            return scores_metrics(scores, labels, space, vrows)
 
     torch.manual_seed(s.seed)
     model = build_model(cfg["model"], num_classes=space.num_classes)
     init_report = init_from_checkpoint(model, init, space.names) if init else None
     if s.freeze_backbone:
         freeze_backbone(model)
-    model = model.to(device)
-    optimizer = make_optimizer(model, s)
     meta = {"model": cfg["model"], "classes": list(space.names), "labels": space.to_dict(), "data": data,
             "input": input_spec(data), "schedule": s.as_dict(), "sources": [src.describe() for src in sources],
-            "fingerprint": fingerprint, "init": init_report.as_dict() if init_report else None}
-    epoch, step, best = 0, 0, {"value": None, "epoch": None, "metrics": {}}
-    resume_step, note = None, {}
-    if rank.active:  # dropout and other randomness in the step differ per rank (the data does not: keys are seeded)
-        torch.manual_seed(s.seed + 7919 * (rank.rank + 1))
-    if resume and last_path.exists():
-        payload = read_checkpoint(last_path)
-        st = payload["train"]
-        if st is None or st.get("fingerprint") != fingerprint:
-            raise ConfigError(f"{last_path} was written by a run with another model, data, schedule or sources; "
-                              "use a new output folder")
-        model.load_state_dict(payload["state_dict"])
-        optimizer.load_state_dict(st["optimizer"])
-        epoch, step, best = int(st["epoch"]), int(st["step"]), dict(st["best"])
-        states = st.get("rng_ranks") or [st["rng"]]
-        _set_rng_state(states[rank.rank] if len(states) == rank.world else states[0])
-        if len(states) != rank.world:
-            note = {"note": f"world size {len(states)} -> {rank.world}: the data is the same, random masks differ"}
-        resume_step = epoch * sampler.steps_per_epoch + step
-    net = ddp.wrap(model, rank, device, s.sync_bn)
-    out.mkdir(parents=True, exist_ok=True)
-    log = MetricsLog(out / "metrics.jsonl", resume_step, enabled=rank.main)
-    if resume_step is not None:
-        log.write(event="resume", epoch=epoch, step=step, global_step=resume_step, world=rank.world, **note)
-    elif init_report:
-        log.write(event="init", global_step=0, **init_report.as_dict())
-        if rank.main:
-            for line in init_report.lines():
-                con.print(line)
-    if rank.main:
-        (out / "config.yaml").write_text(yaml.safe_dump({**{k: v for k, v in cfg.items()}, "data": data,
-                                                         "schedule": s.as_dict(), "world": rank.world,
-                                                         "sources": meta["sources"]}, sort_keys=False))
-
-    def checkpoint(path: Path, with_state: bool, metrics: dict | None = None) -> None:
-        """Training-state checkpoints are collective (every rank's RNG state goes in); rank 0 writes."""
-        st = None
-        if with_state:
-            rngs = ddp.gather(_rng_state(), rank)
-            st = {"epoch": epoch, "step": step, "optimizer": optimizer.state_dict(), "rng": rngs[0],
-                  "best": best, "fingerprint": fingerprint, **({"rng_ranks": rngs} if rank.active else {})}
-        if rank.main:
-            save_checkpoint(path, model, {**meta, "epoch": epoch, "step": step,
-                                          "metrics": metrics or best["metrics"]}, st)
-
+            "fingerprint": key, "init": init_report.as_dict() if init_report else None}
+    if init_report and rank.main and (not resume or not (out / "last.pt").exists()):
+        for line in init_report.lines():
+            con.print(line)
     spe = sampler.steps_per_epoch
-    running: dict[int, list[float]] = {}
-    plotted = -PLOT_EVERY_S
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=con, disable=not progress,
-                  transient=False) as bar:
-        task = bar.add_task("train", total=s.epochs * spe, completed=min(epoch * spe + step, s.epochs * spe), info="")
-        while epoch < s.epochs:
-            sampler.set_epoch(epoch, step)
-            net.train()
-            if s.freeze_backbone:
-                keep_frozen_eval(model)
-            t0, clips = time.perf_counter(), 0
-            for groups in loader:
-                g_step = epoch * spe + step
-                lr = set_lr(optimizer, s, g_step, spe)
-                lam = float(np.random.default_rng([s.seed, 7, g_step]).beta(s.mixup_alpha, s.mixup_alpha)) \
-                    if mix_src is not None else 1.0
-                counts, padding = (shard.batch(epoch, step)[1:] if shard else (None, False))
-                loss, parts = _loss(net, groups, weights, s, space.num_classes, mix_src, lam, device, amp, counts)
-                if padding:
-                    loss, parts = loss * 0, {}
-                optimizer.zero_grad(set_to_none=True)
-                (loss * rank.world).backward()    # DDP averages gradients over ranks; the global loss is their sum
-                if s.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
-                optimizer.step()
-                step += 1
-                if shard:
-                    summed = ddp.all_sum([float(loss.detach())] + [parts.get(k, 0.0) for k in range(len(sources))],
-                                         rank, device)
-                    loss, parts = torch.tensor(summed[0]), {k: summed[1 + k] for k in counts}
-                clips += sum(counts.values()) if shard else sum(len(g) for g in groups)
-                for src, v in parts.items():
-                    running.setdefault(src, []).append(v)
-                if step % s.log_every == 0 or step == spe:
-                    elapsed = time.perf_counter() - t0
-                    losses = {f"loss/{sources[k].name}": float(np.mean(v)) for k, v in sorted(running.items())}
-                    log.write(event="train", epoch=epoch, step=step, global_step=g_step + 1, lr=lr,
-                              loss=float(loss.detach()), **losses, clips_per_s=clips / max(elapsed, 1e-9))
-                    running = {}
-                bar.update(task, advance=1, info=f"epoch {epoch + 1}/{s.epochs} loss {float(loss.detach()):.3f} "
-                                                f"lr {lr:.2e}")
-                if s.save_every and step % s.save_every == 0 and step < spe:
-                    checkpoint(last_path, True)
-                    log.write(event="checkpoint", epoch=epoch, step=step, global_step=g_step + 1)
-            epoch, step = epoch + 1, 0
-            if val_loader is not None and (epoch % s.eval_every == 0 or epoch == s.epochs):
-                scores, labels = predict(model, val_loader, device, amp)
-                metrics = scores_metrics(scores, labels, space, vrows)
-                log.write(event="val", epoch=epoch, global_step=epoch * spe, **metrics)
-                value = metrics[s.best_metric]
-                if best["value"] is None or value > best["value"]:
-                    best = {"value": value, "epoch": epoch, "metrics": metrics}
-                    checkpoint(best_path, False, metrics)
-                con.log(f"epoch {epoch}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k != "n"))
-            checkpoint(last_path, True)
-            log.write(event="checkpoint", epoch=epoch, step=0, global_step=epoch * spe)
-            if rank.main and (epoch == s.epochs or time.perf_counter() - plotted > PLOT_EVERY_S):
-                plot_curve(log.entries(), out / "curve.png")
-                plotted = time.perf_counter()
-    ddp.barrier(rank)   # every rank returns after rank 0's files are written
-    return TrainResult(out, last_path, best_path if best_path.exists() else None, best["metrics"], epoch,
-                       time.perf_counter() - t_start, space, skipped,
+
+    def batches(epoch: int, step: int):
+        sampler.set_epoch(epoch, step)
+        return loader
+
+    def loss(net: nn.Module, groups: list[Group], g_step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        lam = float(np.random.default_rng([s.seed, 7, g_step]).beta(s.mixup_alpha, s.mixup_alpha)) \
+            if mix_src is not None else 1.0
+        counts, padding = (shard.batch(g_step // spe, g_step % spe)[1:] if shard else (None, False))
+        total, parts = _loss(net, groups, weights, s, space.num_classes, mix_src, lam, device, counts)
+        if padding:
+            total, parts = total * 0, {}
+        # DDP averages gradients over ranks while each rank's loss is its share of the global batch's: scale up
+        return total * rank.world, {sources[k].name: v * rank.world for k, v in parts.items()}
+
+    task = Task(model, spe, batches, loss, [src.name for src in sources], meta, key,
+                {**dict(cfg), "data": data, "schedule": s.as_dict(), "world": rank.world, "sources": meta["sources"]},
+                evaluate, s.best_metric, count=lambda groups: sum(len(g) for g in groups),
+                train_mode=keep_frozen_eval if s.freeze_backbone else None,
+                scale=float(rank.world),
+                notes=[{"event": "init", "global_step": 0, **init_report.as_dict()}] if init_report else ())
+    res = fit(task, s, out, rank=rank, device=device, resume=resume, console=con, progress=progress)
+    return TrainResult(out, res.last, res.best, res.metrics, res.epochs, res.seconds, space, skipped,
                        {src.name: len(ds) for src, ds in zip(sources, datasets)})

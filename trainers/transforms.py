@@ -1,7 +1,7 @@
 """The frame pipeline: named steps in config, one plain dict name -> step, and the default pipelines of a model.
 
 A pipeline is a list of `{type: Step, ...}` dicts. It starts with `SampleFrames` (which frames: MMAction2's
-semantics, `curate.sampling`), the dataset then decodes exactly those frames, and the remaining steps work on
+semantics, `curate.core.sampling`), the dataset then decodes exactly those frames, and the remaining steps work on
 `imgs`, a uint8 array [views, frames, H, W, 3] (one view until ThreeCrop/TenCrop make more; every crop box is
 shared by all frames of a view). It ends with `FormatShape`, which writes `input` in the recognizers' layout
 [V, C, T, H, W] (see trainers/models/recognizers.py). Each step is a frozen dataclass with `apply(r, rng)`; the
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from curate.sampling import SampleFrames
+from curate.core.sampling import SampleFrames
 from trainers.config import ConfigError, build_from
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)

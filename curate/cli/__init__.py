@@ -7,8 +7,8 @@ from curate import __version__
 from curate.cli import crawl as _crawl
 from curate.cli import datasets as _datasets
 from curate.cli import dedup as _dedup
-from curate.cli import efficiency as _efficiency
 from curate.cli import demo as _demo
+from curate.cli import efficiency as _efficiency
 from curate.cli import filter as _filter
 from curate.cli import gym as _gym
 from curate.cli import info as _info

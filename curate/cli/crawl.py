@@ -41,10 +41,10 @@ def crawl(recipe: Path, dry_run: bool, limit: int | None, workers: int | None, c
     """
     from rich.console import Console
 
-    from curate.crawl import crawl as run_crawl
     from curate.cli.crawl_view import Progressor, print_plan, print_summary
-    from curate.executor import ExecutorError
-    from curate.recipe import OutputSpec, RecipeError, load_recipe
+    from curate.core.executor import ExecutorError
+    from curate.crawl.crawler import crawl as run_crawl
+    from curate.crawl.recipe import OutputSpec, RecipeError, load_recipe
 
     console = Console(stderr=False)
     try:

@@ -1,10 +1,14 @@
 """What `curate crawl` shows: the dry-run plan, a rich progress bar per source, the closing summary table."""
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class Progressor:
@@ -24,6 +28,7 @@ class Progressor:
         self.progress.stop()
 
     def update(self, event: str, rows: pd.DataFrame | None, n: int) -> None:
+
         if event == "start":
             for source, count in rows["source"].value_counts().sort_index().items():
                 self.tasks[source] = self.progress.add_task(source, total=int(count), ok=0, failed=0)
@@ -38,6 +43,8 @@ class Progressor:
 
 def print_plan(console: Console, res) -> None:
     """Rows per source and class known offline, and the queries a real run would send."""
+    import pandas as pd
+
     df, pctx = res.df, res.plan
     table = Table(title=f"plan (dry run, nothing fetched) → {res.manifest}")
     for col in ("source", "split", "classes", "rows"):

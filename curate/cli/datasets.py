@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import click
 
-from curate import manifest as mf
-from curate.datasets import READERS, SplitFileError
+from curate.formats.ucf_hmdb import READERS, SplitFileError
 
 
 @click.command("import")
@@ -22,6 +21,8 @@ def import_split(dataset: str, splits_dir: str, video_root: str | None, split: i
     HMDB51: SPLITS_DIR holds <class>_test_splitN.txt (1 = train, 2 = test, 0 = unused).
     Train on it with `curate train OUT --data-root VIDEOS`; `curate eval` reports top-1 on the test split.
     """
+    from curate.core import manifest as mf
+
     try:
         df = READERS[dataset](splits_dir, split=split, video_root=video_root)
     except SplitFileError as exc:

@@ -1,4 +1,4 @@
-"""`curate dedup`: web rows near-duplicating target val/test rows, and copies inside the web (curate/dedup.py)."""
+"""`curate dedup`: web rows near-duplicating target val/test rows, and copies inside the web (curate/clean/dedup.py)."""
 from __future__ import annotations
 
 import time
@@ -7,10 +7,6 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.table import Table
-
-from curate import manifest as mf
-from trainers.checkpoint import CheckpointError
-from trainers.config import ConfigError
 
 
 @click.command("dedup")
@@ -48,9 +44,12 @@ def dedup_cmd(manifest_path: Path, target_path: Path, embed: str, teacher: Path 
     Example:
       curate dedup web.filtered.parquet --target world/manifests/target.parquet
     """
-    from curate.dedup import PixelEmbedder, TeacherEmbedder, dedup_manifest
-    from curate.teacher import load_teacher
-    from trainers.data import find_data_root
+    from curate.clean.dedup import PixelEmbedder, TeacherEmbedder, dedup_manifest
+    from curate.clean.teacher import load_teacher
+    from curate.core import manifest as mf
+    from curate.core.manifest import find_data_root
+    from trainers.checkpoint import CheckpointError
+    from trainers.config import ConfigError
 
     if embed == "teacher" and not teacher:
         raise click.UsageError("--embed teacher needs --teacher CHECKPOINT")

@@ -1,4 +1,4 @@
-"""`curate efficiency`: accuracy against the amount of web data per source (curate/efficiency.py)."""
+"""`curate efficiency`: accuracy against the amount of web data per source (curate/experiments/efficiency.py)."""
 from __future__ import annotations
 
 import time
@@ -6,10 +6,6 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-
-from curate import manifest as mf
-from trainers.checkpoint import CheckpointError
-from trainers.config import ConfigError
 
 
 @click.command("efficiency")
@@ -55,7 +51,10 @@ def efficiency(target_path: Path, sources: tuple[str, ...], model: str, tiny: bo
       curate efficiency world/manifests/target.parquet --source images=web_images.parquet \\
           --source videos=feed_videos.parquet --fractions 0.25,0.5,1 --epochs 3 --out runs/efficiency
     """
-    from curate.efficiency import efficiency_curves, efficiency_table
+    from curate.core import manifest as mf
+    from curate.experiments.efficiency import efficiency_curves, efficiency_table
+    from trainers.checkpoint import CheckpointError
+    from trainers.config import ConfigError
     from trainers.sources import parse_source
 
     con = Console()

@@ -1,10 +1,13 @@
 """The `--executor/--address/--shard-size/--workers` options every sharded stage takes, and its summary line."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 from rich.console import Console
 
-from curate.executor import EXECUTORS, ShardResult
+if TYPE_CHECKING:
+    from curate.core.executor import ShardResult
 
 
 def executor_options(command=None, *, workers: bool = True, shard_size: int = 32):
@@ -12,6 +15,8 @@ def executor_options(command=None, *, workers: bool = True, shard_size: int = 32
 
     `@executor_options(workers=False)` leaves --workers to a command that gives it its own meaning.
     """
+    from curate.core.executor import EXECUTORS
+
     if command is None:
         return lambda cmd: executor_options(cmd, workers=workers, shard_size=shard_size)
     options = [
@@ -32,6 +37,7 @@ def executor_options(command=None, *, workers: bool = True, shard_size: int = 32
 
 
 def executor_summary(con: Console, r: ShardResult, what: str) -> None:
+
     unit = {"ray": f"workers, {r.resources} per task", "processes": "processes"}.get(r.executor, "threads")
     where = f"{r.executor} ({r.workers} {unit})"
     con.print(f"{what}: {r.done}/{r.shards} shards, {r.rows} rows committed in {r.seconds:.1f} s on {where}")

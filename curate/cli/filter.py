@@ -1,4 +1,4 @@
-"""`curate filter`: cheap filters, teacher scoring, keep rules and clips of untrimmed videos (curate/filter.py)."""
+"""`curate filter`: cheap filters, teacher scoring, keep rules and clips of untrimmed videos (curate/clean/filter.py)."""
 from __future__ import annotations
 
 import time
@@ -8,10 +8,6 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-
-from curate import manifest as mf
-from trainers.checkpoint import CheckpointError
-from trainers.config import ConfigError
 
 
 @click.command("filter")
@@ -89,10 +85,13 @@ def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: tuple[P
       curate filter web.parquet --image-teacher tsn.pt --image-teacher slowonly.pt --video-teacher slowonly.pt \\
           --image-views 1x10
     """
-    from curate.cheap import CheapRules
-    from curate.filter import KeepRules, filter_manifest, plot_extremes, plot_scores
-    from curate.teacher import read_mapping, teachers_from_args
-    from trainers.data import find_data_root
+    from curate.clean.cheap import CheapRules
+    from curate.clean.filter import KeepRules, filter_manifest, plot_extremes, plot_scores
+    from curate.clean.teacher import read_mapping, teachers_from_args
+    from curate.core import manifest as mf
+    from curate.core.manifest import find_data_root
+    from trainers.checkpoint import CheckpointError
+    from trainers.config import ConfigError
 
     if not (teacher or image_teacher or video_teacher):
         raise click.UsageError("give --teacher, or --image-teacher and/or --video-teacher")
@@ -127,7 +126,7 @@ def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: tuple[P
                                      out.with_name(out.name.removesuffix(".parquet") + ".emb.parquet"), dry_run,
                                      commit, progress)
         if pseudo_mp4 and not dry_run:
-            from curate.pseudo import write_pseudo_rows
+            from curate.media.pseudo import write_pseudo_rows
 
             df = result.manifest
             done = set(df.loc[df["source"] == "pseudo", "parent_id"])

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from curate import finegym as fg
-from curate import gymbuild, gymstats, gymtrim
-from curate import manifest as mf
+if TYPE_CHECKING:
+    from curate.formats import finegym as fg
+
 
 _ANN = click.argument("annotation", type=click.Path(exists=True, dir_okay=False))
 _CATS = click.argument("categories", type=click.Path(exists=True, file_okay=False))
@@ -39,6 +40,8 @@ def gym() -> None:
 
 def show(events, elements, title: str, plot: Path | None = None) -> None:
     """Rich tables of gymstats.summary (and the plot, when asked)."""
+    from curate.gym import stats as gymstats
+
     s = gymstats.summary(events, elements)
     con = Console()
     con.print(f"[bold]{title}[/]: {s['videos']} videos, {s['events']} events, {s['elements']} elements "
@@ -68,6 +71,7 @@ def show(events, elements, title: str, plot: Path | None = None) -> None:
 
 
 def _problems(problems: list[fg.Problem]) -> None:
+
     con = Console(stderr=True)
     for p in problems:
         con.print(f"[red]x[/] {p.where}: {p.message}", highlight=False, soft_wrap=True)
@@ -76,10 +80,16 @@ def _problems(problems: list[fg.Problem]) -> None:
 
 def write_tables(events, elements, out: Path, meta: dict[str, str]) -> tuple[Path, Path]:
     """events.parquet and elements.parquet under out (atomic writes)."""
+    from curate.core import manifest as mf
+
     return mf.write(events, out / "events.parquet", meta), mf.write(elements, out / "elements.parquet", meta)
 
 
 def _load(folder: str):
+    from curate.core import manifest as mf
+    from curate.formats import finegym as fg
+    from curate.gym import build as gymbuild
+
     try:
         return gymbuild.read_manifests(folder)
     except (fg.GymError, mf.ManifestError, FileNotFoundError) as exc:
@@ -105,6 +115,8 @@ def import_(annotation: str, categories: str, version: str | None, source: str, 
     is listed with its file and line or JSON key path. Train on the elements with
     `curate train OUT/elements.parquet --level element` (or set / event) once `curate gym trim` has cut them.
     """
+    from curate.formats import finegym as fg
+
     try:
         events, elements, cats = fg.read_annotations(annotation, categories, version, source, primary)
     except fg.GymError as exc:
@@ -125,6 +137,8 @@ def validate(annotation: str, categories: str, version: str | None) -> None:
     """Check FineGym files and list every problem: elements outside their event, overlapping elements, stage
     counts that do not match their timestamps, keys that do not match their times, labels missing from the
     category files, split lines naming unknown clips. Exit status 1 when there is any."""
+    from curate.formats import finegym as fg
+
     problems: list[fg.Problem] = []
     events, elements, _ = fg.read_annotations(annotation, categories, version, problems=problems)
     if problems:
@@ -139,13 +153,15 @@ def validate(annotation: str, categories: str, version: str | None) -> None:
               help="PNG of per-level class counts and element durations (default FOLDER/gym_stats.png).")
 def stats(folder: str, plot: str | None) -> None:
     """Statistics of FOLDER/events.parquet and FOLDER/elements.parquet."""
+    from curate.core import manifest as mf
+
     events, elements = mf.read(Path(folder) / "events.parquet"), mf.read(Path(folder) / "elements.parquet")
     show(events, elements, folder, Path(plot) if plot else Path(folder) / "gym_stats.png")
 
 
 @gym.command("build")
 @click.option("--world", type=click.Path(exists=True, file_okay=False),
-              help="A demo world (curate.synth): its hierarchy.json, truth/events.parquet and truth/actions.parquet.")
+              help="A demo world (curate.demo.synth): its hierarchy.json, truth/events.parquet and truth/actions.parquet.")
 @click.option("--hierarchy", type=click.Path(exists=True, dir_okay=False),
               help='JSON {"events": [{id, name}], "sets": [{id, name, event_id}], '
                    '"elements": [{id, name, set_id, event_id}]}.')
@@ -170,6 +186,9 @@ def build(world, hierarchy, events_path, segments_path, val_fraction, seed, name
     OUT/mmaction/<subset>_<split>.txt lists. Segments in videos without any event are ignored (counted);
     a segment outside every event of its video is an error.
     """
+    from curate.formats import finegym as fg
+    from curate.gym import build as gymbuild
+
     if world:
         hierarchy = hierarchy or str(Path(world) / "hierarchy.json")
         events_path = events_path or str(Path(world) / "truth" / "events.parquet")
@@ -200,6 +219,8 @@ def build(world, hierarchy, events_path, segments_path, val_fraction, seed, name
 def export(folder: str, out: str, only_on_disk: bool) -> None:
     """Write FOLDER's manifests back as FineGym files (OUT/finegym) and MMAction2 lists `<clip>.mp4 <label>`
     (OUT/mmaction/<subset>_<split>.txt, clips under gym/subactions of the data root)."""
+    from curate.gym import build as gymbuild
+
     events, elements, cats = _load(folder)
     files = gymbuild.write_files(events, elements, cats, Path(out) / "finegym")
     lists = gymbuild.mmaction_lists(elements, Path(out) / "mmaction", only_on_disk)
@@ -216,6 +237,9 @@ def export(folder: str, out: str, only_on_disk: bool) -> None:
 def crawl(folder: str, out: str, url_template: str, dry_run: bool) -> None:
     """Plan FOLDER's source videos (one `planned` row per video id) into the manifest OUT; `curate crawl OUT`
     then downloads them. Rows already in OUT (planned, fetched or failed) are left as they are."""
+    from curate.core import manifest as mf
+    from curate.gym import trim as gymtrim
+
     events = _load(folder)[0]
     planned = gymtrim.plan_sources(events, url_template)
     base = mf.read(out) if Path(out).exists() else mf.empty()
@@ -241,6 +265,9 @@ def trim(folder, root, videos, sources, sources_root, direct, level) -> None:
     re-encoding so every cut is frame-exact. Resumable: clips already on disk are kept; the manifests in
     FOLDER are saved as it goes. Failures carry the media error codes (missing, trim_failed, ...)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from curate.core import manifest as mf
+    from curate.gym import trim as gymtrim
 
     if not (videos or sources):
         raise click.UsageError("give --videos or --sources")

@@ -7,8 +7,6 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from curate import manifest as mf
-
 
 @click.command()
 @click.argument("manifest_path", metavar="MANIFEST", type=click.Path(exists=True, dir_okay=False))
@@ -16,6 +14,8 @@ from curate import manifest as mf
 @click.option("--top", default=30, show_default=True, help="Labels shown in the histogram.")
 def info(manifest_path: str, as_json: bool, top: int) -> None:
     """Summarise a manifest: rows by source, split, status and error code, and a label histogram."""
+    from curate.core import manifest as mf
+
     try:
         df = mf.read(manifest_path)
     except mf.ManifestError as exc:

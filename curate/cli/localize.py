@@ -1,5 +1,5 @@
 """`curate features` and `curate localize`: feature sequences, BMN proposals and AVA-style detection
-(see curate/features.py, trainers/localization.py, trainers/detection.py)."""
+(see curate/clean/features.py, trainers/localization.py, trainers/detection.py)."""
 from __future__ import annotations
 
 import json
@@ -10,8 +10,6 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-
-from trainers.config import ConfigError
 
 MODEL_OPTIONS = [
     click.option("--tiny", is_flag=True, help="Merge the config's `tiny:` section (a CPU-sized model)."),
@@ -55,7 +53,7 @@ def features(checkpoint: Path, manifest: Path, out: Path, stride_s: float | None
              kinds: tuple[str, ...], data_root: Path | None, batch_size: int, device: str | None) -> None:
     """Run a recognizer CHECKPOINT's backbone over the untrimmed videos of MANIFEST: one feature sequence per
     video (item_id), resampled to a fixed length, plus the video's averaged class scores."""
-    from curate.features import extract_features
+    from curate.clean.features import extract_features
 
     con = Console()
     t0 = time.perf_counter()
@@ -82,7 +80,7 @@ def localize() -> None:
 def from_world(world: Path, out: Path) -> None:
     """The demo WORLD's ground truth as activitynet.json (long videos), events_to_elements.json (routines) and
     ava/ (train/val CSVs, proposals, exclusions, action list)."""
-    from curate import activitynet, ava
+    from curate.formats import activitynet, ava
 
     db = activitynet.from_world(world)
     activitynet.write_activitynet(out / "activitynet.json", db)
@@ -105,7 +103,8 @@ def train_bmn(features_dir: Path, annotations: Path, out: Path, model_name: str,
     validation); then evaluate the last checkpoint on validation (AR@AN, AUC, mAP) into OUT/eval."""
     import numpy as np
 
-    from curate.features import load_features, read_index
+    from curate.clean.features import load_features, read_index
+    from trainers.config import ConfigError
     from trainers.localization import evaluate_localizer, load_localizer, train_localizer
     from trainers.train import make_config
 
@@ -135,7 +134,7 @@ def eval_bmn(checkpoint: Path, features_dir: Path, annotations: Path, subset: st
     """AR@1/5/10/100, AUC (and mAP at tIoU 0.5:0.05:0.95 with the features' video scores) of a BMN CHECKPOINT."""
     import numpy as np
 
-    from curate.features import load_features, read_index
+    from curate.clean.features import load_features, read_index
     from trainers.localization import evaluate_localizer, load_localizer
 
     model, _ = load_localizer(checkpoint)
@@ -161,7 +160,8 @@ def train_ava(ava_dir: Path, data_root: Path, out: Path, model_name: str, tiny: 
               resume: bool, device: str | None) -> None:
     """Train a detector on AVA_DIR (train.csv, val.csv, proposals.csv, exclusions.csv, action_list.pbtxt,
     videos.csv); report validation frame-mAP@0.5 against the class-prior baseline, predictions.csv in OUT."""
-    from curate import ava
+    from curate.formats import ava
+    from trainers.config import ConfigError
     from trainers.detection import class_prior, detection_metrics, load_detector, predict_keyframes, train_detector
     from trainers.train import make_config
 
@@ -189,7 +189,7 @@ def train_ava(ava_dir: Path, data_root: Path, out: Path, model_name: str, tiny: 
 def eval_ava(checkpoint: Path, ava_dir: Path, data_root: Path, subset: str, out: Path | None) -> None:
     """frame-mAP@0.5 of a detector CHECKPOINT on the keyframes of AVA_DIR's subset (exclusions applied), next to
     the baseline that scores every proposal with the training class prior."""
-    from curate import ava
+    from curate.formats import ava
     from trainers.detection import KeyframeData, class_prior, detection_metrics, load_detector, predict_keyframes
 
     model, meta = load_detector(checkpoint)

@@ -1,4 +1,4 @@
-"""`curate probe`: measure every fetched file of a manifest (curate/probe.py), here or on a Ray cluster."""
+"""`curate probe`: measure every fetched file of a manifest (curate/crawl/probe.py), here or on a Ray cluster."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +7,6 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from curate import manifest as mf
 from curate.cli.executor import executor_options, executor_summary
 
 
@@ -30,8 +29,9 @@ def probe(manifest_path: Path, out: Path | None, data_root: Path | None, executo
       curate probe crawl.parquet
       curate probe crawl.parquet --executor ray --address ray://head:10001 --shard-size 256
     """
-    from curate.probe import probe_manifest
-    from curate.executor import ExecutorError
+    from curate.core import manifest as mf
+    from curate.core.executor import ExecutorError
+    from curate.crawl.probe import probe_manifest
     from trainers.config import ConfigError
 
     con = Console()
@@ -41,7 +41,7 @@ def probe(manifest_path: Path, out: Path | None, data_root: Path | None, executo
             task = bar.add_task("probe", total=None)
             r = probe_manifest(manifest_path, out, data_root, executor, address, shard_size, workers,
                                progress=lambda done, total: bar.update(task, completed=done, total=total))
-    except (ExecutorError, ConfigError, mf.ManifestError) as exc:
+    except (ExecutorError, ConfigError, mf.ManifestError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     executor_summary(con, r.run, f"{r.todo} rows to probe")
     con.print(mf.dumps_summary(r.manifest))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from curate.synth.faults import FAULT_KINDS, Faults
+from curate.demo.synth.faults import FAULT_KINDS
 
 
 @click.command("serve-web")
@@ -36,8 +36,9 @@ def serve_web(root: Path, port: int, rate: float, seed: int, fault_kinds: str, m
     Any request may add ?fault=429|500|reset|slow|truncate|html[&fault_times=N].
     When ROOT holds no world, one is generated there first (--classes, --world-seed).
     """
-    from curate.synth import make_world
-    from curate.synth.web import start
+    from curate.demo.synth import make_world
+    from curate.demo.synth.faults import Faults
+    from curate.demo.synth.web import start
 
     if not (root / "world.json").exists():
         click.echo(f"no world at {root}: generating one ({classes} classes, seed {world_seed}) ...")

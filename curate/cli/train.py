@@ -12,14 +12,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from curate import manifest as mf
-from trainers.checkpoint import CheckpointError
-from trainers.config import ConfigError, MODEL_DIR
-from trainers.inputs import data_overrides
-from trainers.models import FUSIONS
-
 
 def _bundled() -> str:
+    from trainers.config import MODEL_DIR
+
     return ", ".join(sorted(p.stem for p in MODEL_DIR.glob("*.yaml")))
 
 
@@ -103,7 +99,11 @@ def train(ctx: click.Context, manifest_path: Path, model_name: str | None, confi
       curate train target.parquet --model tsm_r50 --nproc-per-node 8        # DDP on 8 GPUs (torchrun)
       curate train ucf101_split1.parquet --model tsn_r50 --init runs/tsn_r50/best.pt --backbone-lr-mult 0.1
     """
+    from curate.core import manifest as mf
     from trainers import distributed
+    from trainers.checkpoint import CheckpointError
+    from trainers.config import ConfigError, fusion_streams
+    from trainers.inputs import data_overrides
 
     if (nproc_per_node or str(nnodes) != "1") and not distributed.under_torchrun():
         launch = ("nproc_per_node", "nnodes", "node_rank", "master_addr", "master_port")
@@ -128,9 +128,8 @@ def train(ctx: click.Context, manifest_path: Path, model_name: str | None, confi
                     if v is not None}
         model_over = {}
         if pretrained:  # every 2D backbone of the model (both streams of a two-stream model)
-            fused = base["model"].get("type") in FUSIONS
-            streams = [k for k, v in base["model"].items() if isinstance(v, dict) and "type" in v] if fused else []
-            model_over = ({k: {"backbone": {"pretrained": pretrained}} for k in streams} if fused
+            streams = fusion_streams(base["model"])
+            model_over = ({k: {"backbone": {"pretrained": pretrained}} for k in streams} if streams
                           else {"backbone": {"pretrained": pretrained}})
         data = data_overrides(base["model"], clip_len=clip_len, frame_interval=frame_interval, num_clips=num_clips,
                               size=size)
@@ -201,6 +200,9 @@ def evaluate(checkpoint: Path, manifest_path: Path, split: str, views: str | Non
              out: Path | None, batch_size: int, workers: int, device: str | None) -> None:
     """Score MANIFEST's split with CHECKPOINT: top-1, top-5, mean class accuracy (and set/event accuracy when
     the classes form a hierarchy), a confusion matrix PNG and per-clip predictions."""
+    from curate.core import manifest as mf
+    from trainers.checkpoint import CheckpointError
+    from trainers.config import ConfigError
     from trainers.evaluate import evaluate_checkpoint
 
     con = Console()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from curate.files import atomic_path
+from curate.core.files import atomic_path
 from curate.media.checks import MediaError, check_file
 
 TRIM_TIMEOUT_S = 600.0  # an ffmpeg cut running longer than this is killed (trim_failed)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from curate.files import atomic_path
+from curate.core.files import atomic_path
 from curate.media.checks import MAX_PIXELS, MediaError, check_file
 
 

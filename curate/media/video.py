@@ -11,7 +11,6 @@ from curate.media.frames import MOV, check_output, index_packets, output_size, r
 from curate.media.image import probe_image, read_image
 
 
-
 @dataclass(frozen=True)
 class Probe:
     media: str             # video or image

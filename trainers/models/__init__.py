@@ -8,8 +8,8 @@ from trainers.models.c3d import C3D
 from trainers.models.heads import I3DHead, SlowFastHead, TransformerHead, TSMHead, TSNHead
 from trainers.models.recognizers import Recognizer2D, Recognizer3D
 from trainers.models.resnet2d import ResNet2d
-from trainers.models.roi_head import AVADetector, RoIHead
 from trainers.models.resnet3d import ResNet3d, resnet2plus1d, resnet3d_csn, resnet3d_slowonly
+from trainers.models.roi_head import AVADetector, RoIHead
 from trainers.models.s3d import S3D
 from trainers.models.slowfast import ResNet3dSlowFast
 from trainers.models.timesformer import TimeSformer

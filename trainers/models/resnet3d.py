@@ -10,6 +10,7 @@ ResNet (`conv1`, `layer1.0.conv2`, `downsample.0`), so `inflate_2d_weights` maps
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+
 import torch
 from torch import nn
 

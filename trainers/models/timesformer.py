@@ -16,8 +16,15 @@ import logging
 import torch
 from torch import nn
 
-from trainers.models.transformer import (Attention, Block, PatchEmbed, drop_path_rates, load_vit_weights,
-                                         resize_pos_embed, resize_time_embed)
+from trainers.models.transformer import (
+    Attention,
+    Block,
+    PatchEmbed,
+    drop_path_rates,
+    load_vit_weights,
+    resize_pos_embed,
+    resize_time_embed,
+)
 
 ATTENTION_TYPES = ("divided_space_time", "joint_space_time", "space_only")
 log = logging.getLogger(__name__)

@@ -15,8 +15,14 @@ import logging
 import torch
 from torch import nn
 
-from trainers.models.transformer import (Block, PatchEmbed, drop_path_rates, load_vit_weights, resize_pos_embed,
-                                         resize_time_embed)
+from trainers.models.transformer import (
+    Block,
+    PatchEmbed,
+    drop_path_rates,
+    load_vit_weights,
+    resize_pos_embed,
+    resize_time_embed,
+)
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,402 @@
+"""Teacher scoring (OmniSource §4): every usable row of a manifest through the teacher for its media type.
+
+Images go through a 2D teacher, videos through a 3D teacher (any checkpoint written by `curate train`). Each row
+gets `teacher_score` (probability of its own label), `teacher_pred` and `teacher_top5` (label ids of the
+manifest's class list) and `teacher_sha`; the penultimate embedding goes to a side Parquet file keyed by
+(item_id, teacher_sha). Rows already scored by the same checkpoint are skipped, and results are committed chunk
+by chunk, so a killed run resumes where it stopped. A teacher whose classes differ from the manifest's is matched
+by class name, or through a mapping file (teacher class -> manifest class, by name or index).
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+import yaml
+
+from curate import media
+from curate.core.files import atomic_path
+
+if TYPE_CHECKING:
+    from trainers.sources import Holdout
+
+TOP_K = 5
+
+
+@dataclass
+class Teacher:
+    """A loaded checkpoint: model in eval mode, its meta, the weights hash and the device it runs on."""
+
+    path: Path
+    model: torch.nn.Module
+    meta: dict[str, Any]
+    device: torch.device
+
+    @property
+    def sha(self) -> str:
+        return str(self.meta["sha256"])
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta["classes"])
+
+    @property
+    def is_2d(self) -> bool:
+        return next(iter(self.meta["input"].values())).get("input_format") != "NCTHW"
+
+    @property
+    def holdout(self) -> Holdout | None:
+        """The fold its training left out (a cross-fitted teacher scores only those rows), or None."""
+        from trainers.sources import Holdout
+
+        found = {str(s["holdout"]) for s in self.meta.get("sources", []) if s.get("holdout")}
+        if len(found) > 1:
+            raise ValueError(f"{self.path}: its sources hold out different folds ({sorted(found)}), so which rows it "
+                             "has not seen is not one fold")
+        return Holdout.parse(found.pop()) if found else None
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """The given device, else cuda when present, else cpu."""
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def load_teacher(path: str | Path, device: str | torch.device | None = None) -> Teacher:
+    """A Teacher from a self-describing checkpoint (weights_only load, hash verified)."""
+    from trainers.checkpoint import load_checkpoint
+
+    dev = pick_device(device)
+    model, meta = load_checkpoint(path, dev)
+    return Teacher(Path(path), model, meta, dev)
+
+
+@dataclass
+class Ensemble:
+    """Teachers of the same classes scoring together: class probabilities combined by geometric mean, embeddings
+    from the first member that scored the row. One member is that teacher alone (same sha, same scores). views
+    (clips, crops) overrides every member's own test views, e.g. (1, 10): TenCrop, five crops and their mirror
+    images. Cross-fitted members (trained with a `holdout` source) score only the rows of the fold they left out;
+    they come as whole sets, one checkpoint per fold of a (folds, seed) split, so every row is scored by a member
+    that never trained on it."""
+
+    members: list[Teacher]
+    views: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.members:
+            raise ValueError("an ensemble needs at least one teacher")
+        for t in self.members[1:]:
+            if t.classes != self.members[0].classes:
+                raise ValueError(f"ensemble members must share their classes: {t.path} has {len(t.classes)} classes "
+                                 f"that differ from those of {self.members[0].path}")
+        splits: dict[tuple[int, int], set[int]] = {}
+        for t in self.members:
+            if t.holdout is not None:
+                splits.setdefault((t.holdout.folds, t.holdout.seed), set()).add(t.holdout.fold)
+        for (folds, seed), have in splits.items():
+            if len(have) < folds:
+                raise ValueError(f"cross-fitted teachers of the {folds}-fold split with seed {seed} lack fold(s) "
+                                 f"{sorted(set(range(folds)) - have)}: pass one checkpoint per fold, or the rows "
+                                 "of a missing fold would be scored by none of them")
+
+    @property
+    def sha(self) -> str:
+        """What the scores depend on: the members' weights and, when overridden, the views."""
+        if len(self.members) == 1 and self.views is None:
+            return self.members[0].sha
+        views = "" if self.views is None else "@{}x{}".format(*self.views)
+        return hashlib.sha256(("+".join(sorted(t.sha for t in self.members)) + views).encode()).hexdigest()
+
+    @property
+    def classes(self) -> list[str]:
+        return self.members[0].classes
+
+    def score(self, rows: pd.DataFrame, root: str | Path, batch_size: int = 16, workers: int = 0,
+              progress: Callable[[int], None] | None = None
+              ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray], dict[int, str]]:
+        """forward() of every member over the rows it may score, combined; a row any member fails to decode fails."""
+        rows = rows.reset_index(drop=True)
+        ticker = next((i for i, t in enumerate(self.members) if t.holdout is None), None)
+        outs = []
+        for i, t in enumerate(self.members):
+            mine = np.arange(len(rows)) if t.holdout is None else np.flatnonzero(t.holdout.held_out(rows))
+            out = forward(t, loader(ScoreDataset(rows.iloc[mine], root, t, self.views), batch_size, workers),
+                          progress if i == ticker else None)
+            outs.append(tuple({int(mine[r]): v for r, v in part.items()} for part in out))
+        if ticker is None and progress:
+            progress(len(rows))
+        if len(outs) == 1:
+            return outs[0]
+        failed = {r: e for _, _, bad in outs for r, e in bad.items()}
+        probs, embs = {}, {}
+        for r in range(len(rows)):
+            mine = [o for o in outs if r in o[0]]
+            if r in failed or not mine:
+                continue
+            logp = np.mean([np.log(np.maximum(o[0][r], 1e-12)) for o in mine], axis=0)
+            p = np.exp(logp - logp.max())
+            probs[r], embs[r] = p / p.sum(), mine[0][1][r]
+        return probs, embs, failed
+
+
+# ----------------------------------------------------------------------------------------------- class matching
+
+def _norm(name: str) -> str:
+    return re.sub(r"[\s_\-]+", " ", str(name)).strip().lower()
+
+
+@dataclass(frozen=True)
+class ClassMatch:
+    """Teacher class index <-> manifest label id."""
+
+    to_teacher: dict[int, int]          # manifest label id -> teacher class index
+    to_label: np.ndarray                # teacher class index -> manifest label id (-1: no such class here)
+    unmatched_labels: tuple[str, ...]   # manifest classes the teacher does not know (their rows are not scored)
+    unmatched_teacher: tuple[str, ...]  # teacher classes with no manifest class (predictions there mismatch)
+
+
+def read_mapping(path: str | Path) -> dict[str, str]:
+    """A JSON or YAML mapping {teacher class name or index: manifest class name or label id}."""
+    data = yaml.safe_load(Path(path).read_text())
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{path}: a class mapping must be a mapping of teacher class -> manifest class")
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def match_classes(teacher_classes: list[str], labels: Mapping[int, str],
+                  mapping: Mapping[str, str] | None = None) -> ClassMatch:
+    """Match by normalised name (case, spaces, '_' and '-' ignored), or through `mapping` when given."""
+    by_name = {_norm(n): i for i, n in enumerate(teacher_classes)}
+    label_by_name = {_norm(n): int(i) for i, n in labels.items()}
+    to_label = np.full(len(teacher_classes), -1, np.int64)
+    if mapping:
+        for k, v in mapping.items():
+            t = int(k) if k.lstrip("-").isdigit() else by_name.get(_norm(k))
+            lab = int(v) if v.lstrip("-").isdigit() else label_by_name.get(_norm(v))
+            if t is None or not 0 <= t < len(teacher_classes):
+                raise ValueError(f"class mapping: {k!r} is not a teacher class")
+            if lab is None or lab not in labels:
+                raise ValueError(f"class mapping: {v!r} is not a class of the manifest")
+            to_label[t] = lab
+    else:
+        for name, t in by_name.items():
+            to_label[t] = label_by_name.get(name, -1)
+    to_teacher = {int(lab): int(t) for t, lab in enumerate(to_label) if lab >= 0}
+    return ClassMatch(to_teacher, to_label,
+                      tuple(sorted(n for i, n in labels.items() if int(i) not in to_teacher)),
+                      tuple(teacher_classes[t] for t in np.flatnonzero(to_label < 0)))
+
+
+def manifest_classes(df: pd.DataFrame) -> dict[int, str]:
+    """label id -> class name, from the rows that carry both."""
+    known = df[df["label_id"].notna() & df["label"].notna()]
+    return {int(k): str(v) for k, v in known.groupby("label_id")["label"].first().items()}
+
+
+# ----------------------------------------------------------------------------------------------- forward pass
+
+class ScoreDataset(torch.utils.data.Dataset):
+    """Rows as teacher inputs; a row that fails to decode gives (None, error) instead of another row's frames."""
+
+    def __init__(self, rows: pd.DataFrame, root: str | Path, teacher: Teacher, views: tuple[int, int] | None = None):
+        from trainers.data import LabelSpace
+        from trainers.evaluate import eval_dataset
+
+        space = LabelSpace.from_dict(teacher.meta["labels"])
+        self.clips = eval_dataset(rows.reset_index(drop=True), root, teacher.meta["data"], space, views)
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i: int) -> tuple[int, Any, str | None]:
+        try:
+            return i, self.clips.load(i, (0, i)), None
+        except media.MediaError as exc:
+            return i, None, f"{exc.code}: {exc}"
+
+
+def _collate(batch: list[tuple[int, Any, str | None]]) -> tuple[list[int], torch.Tensor | None, dict[int, str]]:
+    ok = [(i, x) for i, x, _ in batch if x is not None]
+    failed = {i: err for i, x, err in batch if x is None}
+    x = torch.from_numpy(np.stack([x for _, x in ok])) if ok else None
+    return [i for i, _ in ok], x, failed
+
+
+def loader(dataset: torch.utils.data.Dataset, batch_size: int, workers: int) -> torch.utils.data.DataLoader:
+    """Batches in row order; decoding happens in `workers` processes."""
+    return torch.utils.data.DataLoader(dataset, batch_size=max(1, batch_size), shuffle=False, num_workers=workers,
+                                       collate_fn=_collate, pin_memory=torch.cuda.is_available())
+
+
+@torch.no_grad()
+def forward(teacher: Teacher, batches, progress: Callable[[int], None] | None = None
+            ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray], dict[int, str]]:
+    """({row: class probabilities}, {row: view-averaged embedding}, {row: decode error}) in one pass per batch."""
+    from trainers.evaluate import autocast
+
+    model, dev = teacher.model, teacher.device
+    probs, embs, failed = {}, {}, {}
+    for rows, x, bad in batches:
+        failed.update(bad)
+        if x is not None:
+            x = x.to(dev, non_blocking=True)
+            n, v = x.shape[:2]
+            with autocast(dev, amp=True):
+                e = model.embed(x)
+                logits = model.cls_head.classify(e).float().reshape(n, v, -1)
+            p = logits.softmax(-1).mean(1) if model.average_clips == "prob" else logits.mean(1).softmax(-1)
+            e = e.float().reshape(n, v, -1).mean(1)
+            for k, r in enumerate(rows):
+                probs[r], embs[r] = p[k].cpu().numpy(), e[k].cpu().numpy()
+        if progress:
+            progress(len(rows) + len(bad))
+    return probs, embs, failed
+
+
+# ----------------------------------------------------------------------------------------------- embeddings file
+
+EMB_SCHEMA = pa.schema([("item_id", pa.string()), ("teacher_sha", pa.string()), ("embedding", pa.list_(pa.float32()))])
+
+
+def read_embeddings(path: str | Path, teacher_sha: str | None = None) -> dict[str, np.ndarray]:
+    """{item_id: embedding} from a side file (only those of one checkpoint when teacher_sha is given)."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    t = pq.read_table(path)
+    ids, shas, vecs = (t.column(c).to_pylist() for c in ("item_id", "teacher_sha", "embedding"))
+    return {i: np.asarray(v, np.float32) for i, s, v in zip(ids, shas, vecs) if teacher_sha is None or s == teacher_sha}
+
+
+def write_embeddings(path: str | Path, teacher_sha: str, new: Mapping[str, np.ndarray]) -> None:
+    """Upsert {item_id: embedding} of one checkpoint into the side file, atomically."""
+    path = Path(path)
+    old = pq.read_table(path).to_pylist() if path.exists() else []
+    rows = {(r["item_id"], r["teacher_sha"]): r["embedding"] for r in old}
+    rows.update({(i, teacher_sha): np.asarray(v, np.float32).tolist() for i, v in new.items()})
+    table = pa.table({"item_id": [k[0] for k in rows], "teacher_sha": [k[1] for k in rows],
+                      "embedding": list(rows.values())}, schema=EMB_SCHEMA)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+# ----------------------------------------------------------------------------------------------- scoring a manifest
+
+@dataclass
+class ScoreReport:
+    scored: dict[str, int] = field(default_factory=dict)     # media -> rows scored in this run
+    reused: dict[str, int] = field(default_factory=dict)     # media -> rows already scored by the same checkpoint
+    failed: int = 0                                          # rows that failed to decode (status failed)
+    no_teacher: int = 0                                      # usable rows of a media type without a teacher
+    unmatched_labels: dict[str, list[str]] = field(default_factory=dict)   # media -> classes the teacher lacks
+    unmatched_teacher: dict[str, list[str]] = field(default_factory=dict)  # media -> teacher classes not here
+    seconds: float = 0.0
+
+    def rows_per_s(self) -> float:
+        return sum(self.scored.values()) / self.seconds if self.seconds else 0.0
+
+
+def inspection_only(df: pd.DataFrame) -> pd.Series:
+    """Rows written only to be looked at (mp4 pseudo-videos of images): never scored, filtered or counted."""
+    return df["source"].eq("pseudo").fillna(False).astype(bool)
+
+
+def scorable(df: pd.DataFrame) -> pd.Series:
+    """Rows a teacher looks at: status ok with a file and a label."""
+    return (df["status"] == "ok") & df["path"].notna() & df["label_id"].notna() & ~inspection_only(df)
+
+
+def apply_scores(df: pd.DataFrame, index: list[int], probs: np.ndarray, match: ClassMatch, sha: str) -> None:
+    """Write teacher columns of rows `index` (positions in df) from teacher probabilities [n, C_teacher]."""
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :TOP_K]
+    labels = df["label_id"].to_numpy()[index].astype(np.int64)
+    own = np.array([match.to_teacher.get(int(lab), -1) for lab in labels])
+    score = np.where(own >= 0, probs[np.arange(len(index)), np.maximum(own, 0)], np.nan).astype(np.float32)
+    cols = {c: df.columns.get_loc(c) for c in ("teacher_score", "teacher_pred", "teacher_top5", "teacher_sha")}
+    for k, pos in enumerate(index):
+        df.iat[pos, cols["teacher_score"]] = score[k]
+        df.iat[pos, cols["teacher_pred"]] = int(match.to_label[order[k, 0]])
+        df.iat[pos, cols["teacher_top5"]] = [int(match.to_label[t]) for t in order[k]]
+        df.iat[pos, cols["teacher_sha"]] = sha
+
+
+def score_manifest(df: pd.DataFrame, root: str | Path, teachers: Mapping[str, Teacher | Ensemble],
+                   mapping: Mapping[str, str] | None = None, batch_size: int = 16, workers: int = 0,
+                   chunk: int = 256, embeddings: str | Path | None = None,
+                   commit: Callable[[pd.DataFrame], None] | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> tuple[pd.DataFrame, ScoreReport]:
+    """Score every usable row with the teacher (or ensemble) for its media ('image' / 'video'); commit(df) after each
+    chunk."""
+    t0 = time.perf_counter()
+    teachers = {kind: t if isinstance(t, Ensemble) else Ensemble([t]) for kind, t in teachers.items()}
+    df = df.reset_index(drop=True).copy()
+    df["teacher_top5"] = df["teacher_top5"].astype(object)
+    report = ScoreReport()
+    labels = manifest_classes(df)
+    ok = scorable(df)
+    report.no_teacher = int((ok & ~df["media"].isin(list(teachers))).sum())
+    todo_all: list[tuple[Ensemble, ClassMatch, np.ndarray]] = []
+    for kind, teacher in teachers.items():
+        match = match_classes(teacher.classes, labels, mapping)
+        report.unmatched_labels[kind], report.unmatched_teacher[kind] = list(match.unmatched_labels), list(
+            match.unmatched_teacher)
+        mine = ok & (df["media"] == kind) & df["label_id"].isin(list(match.to_teacher))
+        done = mine & (df["teacher_sha"] == teacher.sha).fillna(False)
+        report.reused[kind], report.scored[kind] = int(done.sum()), 0
+        todo_all.append((teacher, match, np.flatnonzero((mine & ~done).to_numpy())))
+    total, seen = sum(len(t[2]) for t in todo_all), [0]
+
+    def tick(n: int) -> None:
+        seen[0] += n
+        if progress:
+            progress(seen[0], total)
+
+    for kind, (teacher, match, todo) in zip(teachers, todo_all):
+        for lo in range(0, len(todo), chunk):
+            index = todo[lo:lo + chunk]
+            probs, embs, failed = teacher.score(df.iloc[index], root, batch_size, workers, tick)
+            good = sorted(probs)
+            if good:
+                apply_scores(df, [int(index[r]) for r in good], np.stack([probs[r] for r in good]), match,
+                             teacher.sha)
+            for r, err in failed.items():
+                df.loc[int(index[r]), ["status", "error"]] = ["failed", err]
+            if embeddings is not None and embs:
+                write_embeddings(embeddings, teacher.sha, {df.at[int(index[r]), "item_id"]: v for r, v in embs.items()})
+            report.scored[kind] += len(good)
+            report.failed += len(failed)
+            if commit:
+                commit(df)
+    report.seconds = time.perf_counter() - t0
+    return df, report
+
+
+def teachers_from_args(image: Sequence[str | Path], video: Sequence[str | Path], device: str | None = None,
+                       views: Mapping[str, str | None] | None = None) -> dict[str, Ensemble]:
+    """{'image': 2D teacher(s), 'video': 3D teacher(s)} from checkpoint paths; several paths make an ensemble, and
+    a checkpoint named for both media is loaded once. views: media -> 'CLIPSxCROPS' replacing the checkpoints'
+    own test views."""
+    from trainers.inputs import parse_views
+
+    views = views or {}
+    out: dict[str, Ensemble] = {}
+    loaded: dict[str, Teacher] = {}
+    for kind, paths in (("image", image), ("video", video)):
+        members = []
+        for path in paths:
+            key = str(Path(path).resolve())
+            loaded[key] = loaded.get(key) or load_teacher(path, device)
+            members.append(loaded[key])
+        if members:
+            out[kind] = Ensemble(members, parse_views(views[kind]) if views.get(kind) else None)
+    return out
