@@ -16,7 +16,7 @@ import numpy as np
 
 from curate.formats import finegym as fg
 
-REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "finegym"
+REAL = fg.SHIPPED   # the official category and split files, shipped as package data
 
 
 def generate(out: Path, videos: int, events_per_video: int, elements_per_event: int, seed: int = 0) -> Path:

@@ -32,7 +32,7 @@ WEB_FAULTS = Faults(slow_s=2.0)   # the `web` fixture serves with these
 def demo_recipe(tmp_path, web_url, text=None, **download):
     """recipes/demo.yaml pointed at a running loopback web, writing under tmp_path."""
     text = (text or DEMO.read_text()).replace("http://127.0.0.1:8000", web_url)
-    text = text.replace("../demo_out/crawl/", f"{tmp_path}/")
+    text = text.replace("demo_out/crawl/", f"{tmp_path}/")
     for k, v in download.items():
         text = text.replace("download:\n", f"download:\n  {k}: {v}\n", 1)
     path = tmp_path / "recipe.yaml"
@@ -98,7 +98,7 @@ def test_end_to_end_crawl_of_the_loopback_web(tmp_path, web, truth, tiny_world):
 
 def test_segments_full_download_then_ffmpeg_trim(tmp_path, web, tiny_world):
     text = DEMO.read_text().split("sources:")[0] + "download: {segments: full, trim: exact}\n" + \
-        "output: {manifest: ../demo_out/crawl/manifest.parquet, data_root: ../demo_out/crawl/data}\n"
+        "output: {manifest: demo_out/crawl/manifest.parquet, data_root: demo_out/crawl/data}\n"
     recipe = demo_recipe(tmp_path, web.url, text)
     res = crawl(recipe, limit=4)
     ok = res.df[res.df["status"] == "ok"]

@@ -11,7 +11,7 @@ import pytest
 
 from curate.formats import finegym as fg
 
-REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "finegym"
+REAL = fg.SHIPPED   # the official category and split files, shipped as package data
 
 ANNOTATION = {
     "Xy9_abc-DEF": {
@@ -112,8 +112,8 @@ def test_real_category_files_parse_with_the_published_counts():
     assert cats.subsets["gym99"][27] == 171 == cats.subsets["gym288"][106]
     assert all(name == name.strip() for name, _, _ in cats.elements.values())
     splits = fg.find_split_files(REAL)
-    assert splits["gym99", "train"].name == "gym99_train_element_v1.1.txt"
-    assert fg.find_split_files(REAL, "v1.0")["gym99", "train"].name == "gym99_train_element_v1.0.txt"
+    assert splits["gym99", "train"].name == "gym99_train_element_v1.1.txt.gz"
+    assert fg.find_split_files(REAL, "v1.0")["gym99", "train"].name == "gym99_train_element_v1.0.txt.gz"
     rows = fg.read_split(splits["gym99", "val"], problems)
     assert problems == [] and len(rows) == 8521 and max(r[2] for r in rows) == 98
 
@@ -274,11 +274,11 @@ def test_trim_cuts_events_then_elements_within_one_frame_and_resumes(tiny_world,
     events, elements, _, _ = gymbuild.build(tree, pd.read_parquet(tiny_world.truth_events),
                                             pd.read_parquet(tiny_world.truth_actions), source="synthetic")
     videos = tiny_world.root / "web" / "v"
-    find = gymtrim.video_finder(videos)
+    find = gymtrim.source_finder(videos)
     events = events.copy()
     lost = events["source_id"].iloc[-1]
     root = tmp_path / "data"
-    ev = gymtrim.trim_events(events, root, lambda v: None if v == lost else find(v))
+    ev = gymtrim.trim_events(events, root, lambda row: (None, 0.0) if row["source_id"] == lost else find(row))
     assert (ev["status"] == "ok").sum() == (events["source_id"] != lost).sum()
     assert ev.loc[ev["source_id"] == lost, "error"].str.startswith("missing:").all()
     el = gymtrim.trim_elements(elements, ev, root)
@@ -315,11 +315,11 @@ def test_cli_build_export_crawl_trim_on_the_demo_world(tiny_world, tmp_path):
     res = run("build", "--world", tiny_world.root, "-o", out)
     assert res.exit_code == 0, res.output
     assert (out / "finegym" / "annotation.json").is_file() and (out / "mmaction" / "gym4_train.txt").is_file()
-    res = run("crawl", out, "-o", tmp_path / "sources.parquet")
+    res = run("crawl", out, "-o", tmp_path / "sources.parquet", "--whole-videos")
     assert res.exit_code == 0 and "2 source videos, 2 new" in res.output, res.output
     sources = mf.read(tmp_path / "sources.parquet")
     assert set(sources["status"]) == {"planned"} and sources["url"].str.contains("watch?v=", regex=False).all()
-    assert "0 new" in run("crawl", out, "-o", tmp_path / "sources.parquet").output
+    assert "0 new" in run("crawl", out, "-o", tmp_path / "sources.parquet", "--whole-videos").output
     res = run("export", out, "-o", tmp_path / "export", "--only-on-disk")
     assert res.exit_code == 0 and not list((tmp_path / "export" / "mmaction").iterdir()), res.output
     trim = ("trim", out, "--root", tmp_path / "data", "--videos", tiny_world.root / "web" / "v", "--level")

@@ -118,7 +118,7 @@ def load_yaml_config(path: str | Path) -> dict[str, Any]:
     return cfg
 
 
-MODEL_DIR = Path(__file__).resolve().parent.parent / "recipes" / "models"
+MODEL_DIR = Path(__file__).parent / "configs"   # the repository's recipes/models, shipped inside the package
 
 
 def load_model_config(name_or_path: str | Path, tiny: bool = False) -> dict[str, Any]:

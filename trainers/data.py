@@ -57,7 +57,8 @@ class LabelSpace:
     @classmethod
     def from_manifest(cls, df: pd.DataFrame, level: str = "label", names: list[str] | None = None) -> "LabelSpace":
         """Classes of a manifest (all rows, every status, so train and test agree). level 'label' keeps label_id as
-        the index (0..max); hierarchy levels number their sorted distinct ids."""
+        the index (0..max, or 0..len(names) - 1 when the names of every class are given, present or not);
+        hierarchy levels number their sorted distinct ids."""
         if level not in LEVELS:
             raise ConfigError(f"label level {level!r} is not one of {list(LEVELS)}")
         col = "label_id" if level == "label" else f"{level}_id"
@@ -65,7 +66,11 @@ class LabelSpace:
         if col not in df or df[col].notna().sum() == 0:
             raise ConfigError(f"the manifest has no {col} values to train on at level {level!r}")
         known = df[df[col].notna()]
-        ids = list(range(int(known[col].max()) + 1)) if level == "label" else sorted(int(v) for v in known[col].unique())
+        top = int(known[col].max()) + 1
+        if level == "label" and names and top > len(names):
+            raise ConfigError(f"label_id {top - 1} has no name among the {len(names)} class names given")
+        ids = list(range(len(names) if names else top)) if level == "label" else \
+            sorted(int(v) for v in known[col].unique())
         by_id = {int(k): str(v) for k, v in known.groupby(col)[name_col].first().items() if pd.notna(v)}
         class_names = list(names) if names else [by_id.get(i, str(i)) for i in ids]
         if len(class_names) != len(ids):

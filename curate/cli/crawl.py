@@ -1,7 +1,6 @@
-"""`curate crawl RECIPE`: fetch a recipe's target and web sources into a probed Parquet manifest."""
+"""`curate crawl RECIPE`: fetch a recipe's target and web sources into a probed Parquet manifest; `curate recipes`
+lists the recipes that ship with curate."""
 from __future__ import annotations
-
-from pathlib import Path
 
 import click
 
@@ -9,7 +8,7 @@ from curate.cli.executor import executor_options, executor_summary
 
 
 @click.command("crawl")
-@click.argument("recipe", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("recipe")
 @click.option("--dry-run", is_flag=True, help="Plan without touching the network: print rows per source and class, "
               "write <manifest>.plan.parquet with the rows known offline.")
 @click.option("--limit", type=int, default=None, help="Fetch at most this many rows in this run.")
@@ -20,12 +19,24 @@ from curate.cli.executor import executor_options, executor_summary
 @click.option("--retry-failed", is_flag=True, help="Also retry permanent failures (404, removed, not_media, ...).")
 @click.option("--manifest", "manifest_path", default=None, help="Override output.manifest.")
 @click.option("--data-root", default=None, help="Override output.data_root.")
+@click.option("--set", "sets", multiple=True, metavar="KEY.PATH=VALUE",
+              help="Any recipe value, e.g. --set download.rate_per_host=1 --set target.csv=[k400/test.csv]. "
+                   "Repeatable.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @executor_options(workers=False, shard_size=64)
-def crawl(recipe: Path, dry_run: bool, limit: int | None, workers: int | None, classes: str | None,
-          retry_failed: bool, manifest_path: str | None, data_root: str | None, quiet: bool, executor: str,
-          address: str | None, shard_size: int) -> None:
+def crawl(recipe: str, dry_run: bool, limit: int | None, workers: int | None, classes: str | None,
+          retry_failed: bool, manifest_path: str | None, data_root: str | None, sets: tuple[str, ...], quiet: bool,
+          executor: str, address: str | None, shard_size: int) -> None:
     """Crawl RECIPE: target CSV segments, image/video search, hashtag feeds and URL lists into a manifest.
+
+    \b
+    RECIPE is a recipe file (its relative paths are read next to it), the name of a
+    recipe that ships with curate (`curate recipes`; its relative paths are read
+    from the current folder), or a manifest (.parquet) whose planned rows are
+    fetched in place (e.g. the source videos of `curate gym crawl`):
+      curate crawl kinetics400 --dry-run
+      curate crawl recipes/kinetics.yaml --classes abseiling,archery
+      curate crawl gym/sources.parquet --set download.workers=4
 
     \b
     Every row ends ok, failed (with a code such as http_404, http_429, timeout,
@@ -43,14 +54,25 @@ def crawl(recipe: Path, dry_run: bool, limit: int | None, workers: int | None, c
 
     from curate.cli.crawl_view import Progressor, print_plan, print_summary
     from curate.core.executor import ExecutorError
+    from curate.core.manifest import ManifestError
     from curate.crawl.crawler import crawl as run_crawl
-    from curate.crawl.recipe import OutputSpec, RecipeError, load_recipe
+    from curate.crawl.extractors import dead_extractors
+    from curate.crawl.recipe import OutputSpec, RecipeError, find_recipe, load_recipe, manifest_recipe, parse_sets
 
     console = Console(stderr=False)
     try:
-        r = load_recipe(recipe)
+        overrides = parse_sets(sets)
+        if recipe.endswith(".parquet"):
+            r = manifest_recipe(recipe, overrides)
+        else:
+            path, base = find_recipe(recipe)
+            r = load_recipe(path, overrides, base)
+            if base is not None:
+                console.print(f"recipe {r.name} ({path}), relative paths read from {base}", highlight=False, soft_wrap=True)
         if manifest_path or data_root:
             r.output = OutputSpec(manifest_path or r.output.manifest, data_root or r.output.data_root)
+        for warning in dead_extractors(r):
+            console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
         wanted = [c.strip() for c in classes.split(",")] if classes else None
         if dry_run:
             res = run_crawl(r, classes=wanted, dry_run=True)
@@ -59,11 +81,44 @@ def crawl(recipe: Path, dry_run: bool, limit: int | None, workers: int | None, c
         with Progressor(console, disable=quiet) as prog:
             res = run_crawl(r, classes=wanted, limit=limit, workers=workers, retry_failed=retry_failed,
                             executor=executor, address=address, shard_size=shard_size, progress=prog.update)
-    except (RecipeError, ExecutorError) as exc:
+    except (RecipeError, ExecutorError, ManifestError) as exc:
         raise click.ClickException(str(exc)) from exc
     print_summary(console, res)
     if res.run is not None:
         executor_summary(console, res.run, f"{res.fetched} rows to fetch")
     if res.plan and res.plan.notes:
         for note in res.plan.notes:
-            console.print(f"[yellow]note:[/] {note}")
+            console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+
+
+@click.command("recipes")
+def recipes() -> None:
+    """List the crawl recipes that ship with curate: name, classes, target and web sources.
+
+    \b
+    Run one by name from any folder (its relative paths, such as the Kinetics CSVs and
+    the output manifest, are read from there):  curate crawl kinetics400 --dry-run
+    """
+    from rich.console import Console
+
+    from curate.crawl.recipe import RecipeError, bundled_recipes, load_recipe
+
+    con = Console()
+    seen = set()
+    for name, path in bundled_recipes().items():
+        if path in seen:
+            continue
+        seen.add(path)
+        con.print(f"[bold]{name}[/] ({path.name})", highlight=False)
+        try:
+            r = load_recipe(path)
+        except RecipeError as exc:
+            con.print(f"  [red]{exc}[/]", highlight=False, soft_wrap=True)
+            continue
+        lines = {"classes": f"{len(r.class_names())}" + (f" ({r.classes_file})" if r.classes_file else ""),
+                 "target": ", ".join(r.target.csv) if r.target else "-",
+                 "sources": ", ".join(f"{s.name} ({s.kind}{'/' + s.provider if s.provider else ''})"
+                                      for s in r.sources) or "-",
+                 "output": f"{r.output.manifest}, media under {r.output.data_root}"}
+        for key, value in lines.items():
+            con.print(f"  {key:<8} {value}", highlight=False, soft_wrap=True)

@@ -47,12 +47,13 @@ def print_plan(console: Console, res) -> None:
 
     df, pctx = res.df, res.plan
     table = Table(title=f"plan (dry run, nothing fetched) → {res.manifest}")
-    for col in ("source", "split", "classes", "rows"):
-        table.add_column(col, justify="right" if col in ("classes", "rows") else "left")
+    for col in ("source", "split", "classes", "rows", "no label"):
+        table.add_column(col, justify="left" if col in ("source", "split") else "right")
     if len(df):
-        g = df.groupby(["source", df["split"].fillna("-")]).agg(classes=("label", "nunique"), rows=("item_id", "size"))
+        g = df.assign(unlabelled=df["label"].isna()).groupby(["source", df["split"].fillna("-")]).agg(
+            classes=("label", "nunique"), rows=("item_id", "size"), unlabelled=("unlabelled", "sum"))
         for (source, split), r in g.iterrows():
-            table.add_row(source, split, str(r["classes"]), str(r["rows"]))
+            table.add_row(source, split, str(r["classes"]), str(r["rows"]), str(int(r["unlabelled"])))
     console.print(table)
     q = pd.DataFrame(pctx.queries)
     if len(q):
@@ -65,7 +66,7 @@ def print_plan(console: Console, res) -> None:
                        "-" if quota is None else str(int(quota.sum())))
         console.print(qt)
     for note in pctx.notes:
-        console.print(f"[yellow]note:[/] {note}")
+        console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
 
 
 def print_summary(console: Console, res) -> None:
@@ -77,6 +78,9 @@ def print_summary(console: Console, res) -> None:
     for r in s["by_source_status_code"]:
         table.add_row(r["source"], r["status"], r["code"], str(r["rows"]), f"{(r['bytes'] or 0) / 1e6:.1f}")
     console.print(table)
+    console.print("by split: " + "; ".join(f"{k} {v['rows']} rows ({v['ok']} ok"
+                                           + (f", {v['no_label']} without a label" if v["no_label"] else "") + ")"
+                                           for k, v in s["by_split"].items()), highlight=False)
     console.print(f"{s['fetched_this_run']} rows attempted this run, {s['ok_this_run']} ok, in {s['seconds']:.1f} s "
                   f"({s['items_per_s'] or 0:.1f} items/s); {s['rows']} rows in the manifest; "
                   f"stats in {res.manifest}.stats.json, attempts in {res.manifest}.attempts.jsonl")

@@ -14,7 +14,12 @@ if TYPE_CHECKING:
 
 
 _ANN = click.argument("annotation", type=click.Path(exists=True, dir_okay=False))
-_CATS = click.argument("categories", type=click.Path(exists=True, file_okay=False))
+_CATS = click.argument("categories", type=click.Path(exists=True, file_okay=False), required=False)
+_SPLITS = click.option("--splits", type=click.Path(exists=True, file_okay=False), default=None,
+                       help="Folder of split files <subset>_<train|val>_element[_vX.Y].txt (default: CATEGORIES, "
+                            "or the official v1.0/v1.1 files that ship with curate).")
+_STRICT = click.option("--strict", is_flag=True,
+                       help="Keys whose truncated seconds disagree with their timestamps are errors, not warnings.")
 _VERSION = click.option("--version", "version", default=None,
                         help="Train split version to read (v1.0, v1.1); default: the newest present.")
 _SOURCE = click.option("--source", default="youtube", show_default=True,
@@ -99,29 +104,40 @@ def _load(folder: str):
 @gym.command("import")
 @_ANN
 @_CATS
+@_SPLITS
 @_VERSION
 @_SOURCE
 @_PRIMARY
+@_STRICT
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Folder for the two manifests.")
 @click.option("--plot/--no-plot", default=True, show_default=True, help="Write gym_stats.png next to them.")
-def import_(annotation: str, categories: str, version: str | None, source: str, primary: str | None, out: str,
-            plot: bool) -> None:
-    """Import FineGym's annotation JSON and the category/split files of CATEGORIES into two manifests.
+def import_(annotation: str, categories: str | None, splits: str | None, version: str | None, source: str,
+            primary: str | None, strict: bool, out: str, plot: bool) -> None:
+    """Import FineGym's annotation JSON (e.g. finegym_annotation_info_v1.1.json) into two manifests.
 
     \b
-    CATEGORIES holds set_categories.txt, gym530/gym288/gym99_categories.txt (any of them), optionally
-    event_categories.txt (`event: <id>; <name>`, default 1 VT, 2 FX, 3 BB, 4 UB), and split files
-    <subset>_<train|val>_element[_vX.Y].txt. Nothing is written when any file has a problem: every problem
-    is listed with its file and line or JSON key path. Train on the elements with
-    `curate train OUT/elements.parquet --level element` (or set / event) once `curate gym trim` has cut them.
+    CATEGORIES (default: the official files that ship with curate) holds set_categories.txt,
+    gym530/gym288/gym99_categories.txt (any of them), optionally event_categories.txt (`event: <id>;
+    <name>`, default 1 VT, 2 FX, 3 BB, 4 UB), and split files <subset>_<train|val>_element[_vX.Y].txt
+    (or give them with --splits; the shipped ones are v1.0 and v1.1, --version picks). Nothing is written when
+    any file has a problem: every problem is listed with its file and line or JSON key path; keys whose
+    truncated seconds disagree with their timestamps are counted as warnings (--strict: errors). Then:
+      curate gym crawl OUT -o OUT/sources.parquet && curate crawl OUT/sources.parquet
+      curate gym trim OUT --root data/ --sources OUT/sources.parquet
+      curate train OUT/elements.parquet --subset gym99      # the Gym99 benchmark, official labels and splits
     """
     from curate.formats import finegym as fg
 
+    warnings: list[fg.Problem] | None = None if strict else []
     try:
-        events, elements, cats = fg.read_annotations(annotation, categories, version, source, primary)
+        events, elements, cats = fg.read_annotations(annotation, categories or fg.SHIPPED, version, source, primary,
+                                                     warnings=warnings, splits=splits)
     except fg.GymError as exc:
         _problems(exc.problems)
         raise SystemExit(1) from exc
+    if warnings:
+        Console().print(f"[yellow]{len(warnings)} key(s) disagree with their timestamps[/] (the timestamps are "
+                        f"used; --strict refuses them), e.g. {warnings[0]}", highlight=False)
     outp = Path(out)
     meta = {"dataset": "finegym", "annotation": str(annotation), "gym_categories": fg.categories_to_json(cats)}
     paths = write_tables(events, elements, outp, meta)
@@ -132,15 +148,17 @@ def import_(annotation: str, categories: str, version: str | None, source: str, 
 @gym.command("validate")
 @_ANN
 @_CATS
+@_SPLITS
 @_VERSION
-def validate(annotation: str, categories: str, version: str | None) -> None:
+def validate(annotation: str, categories: str | None, splits: str | None, version: str | None) -> None:
     """Check FineGym files and list every problem: elements outside their event, overlapping elements, stage
     counts that do not match their timestamps, keys that do not match their times, labels missing from the
     category files, split lines naming unknown clips. Exit status 1 when there is any."""
     from curate.formats import finegym as fg
 
     problems: list[fg.Problem] = []
-    events, elements, _ = fg.read_annotations(annotation, categories, version, problems=problems)
+    events, elements, _ = fg.read_annotations(annotation, categories or fg.SHIPPED, version, problems=problems,
+                                              splits=splits)
     if problems:
         _problems(problems)
         raise SystemExit(1)
@@ -233,21 +251,26 @@ def export(folder: str, out: str, only_on_disk: bool) -> None:
 @click.argument("folder", type=click.Path(exists=True, file_okay=False))
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Sources manifest to add to.")
 @click.option("--url-template", default="https://www.youtube.com/watch?v={id}", show_default=True)
+@click.option("--whole-videos", is_flag=True,
+              help="One row per source video (the whole broadcast) instead of one per event span.")
 @click.option("--dry-run", is_flag=True, help="Only count what would be planned.")
-def crawl(folder: str, out: str, url_template: str, dry_run: bool) -> None:
-    """Plan FOLDER's source videos (one `planned` row per video id) into the manifest OUT; `curate crawl OUT`
-    then downloads them. Rows already in OUT (planned, fetched or failed) are left as they are."""
+def crawl(folder: str, out: str, url_template: str, whole_videos: bool, dry_run: bool) -> None:
+    """Plan what FOLDER's events need from their source videos into the manifest OUT: one `planned` row per event
+    span (only those seconds are downloaded), or per video with --whole-videos. Then fetch them with
+    `curate crawl OUT` (the manifest is the plan; --set download.workers=N ...) and cut the clips with
+    `curate gym trim FOLDER --root ROOT --sources OUT`. Rows already in OUT are left as they are."""
     from curate.core import manifest as mf
     from curate.gym import trim as gymtrim
 
     events = _load(folder)[0]
-    planned = gymtrim.plan_sources(events, url_template)
+    planned = gymtrim.plan_sources(events, url_template, whole_videos)
     base = mf.read(out) if Path(out).exists() else mf.empty()
     new = planned[~planned["item_id"].isin(base["item_id"])]
     if not dry_run and len(new):
         mf.write(mf.upsert(base, new), out, mf.read_metadata(out) if Path(out).exists() else None)
-    click.echo(f"{len(planned)} source videos, {len(new)} new{' (dry run, nothing written)' if dry_run else ''}"
-               f" -> {out}")
+    what = "source videos" if whole_videos else f"event spans of {planned['source_id'].nunique()} source videos"
+    click.echo(f"{len(planned)} {what}, {len(new)} new{' (dry run, nothing written)' if dry_run else ''} -> {out}; "
+               f"fetch them with: curate crawl {out}")
 
 
 @gym.command("trim")
@@ -273,7 +296,9 @@ def trim(folder, root, videos, sources, sources_root, direct, level) -> None:
         raise click.UsageError("give --videos or --sources")
     events, elements, cats = _load(folder)
     meta = {**mf.read_metadata(Path(folder) / "elements.parquet"), "data_root": str(Path(root).resolve())}
-    find = gymtrim.video_finder(videos, mf.read(sources) if sources else None, sources_root)
+    if sources:
+        sources_root = sources_root or mf.read_metadata(sources).get("data_root")
+    find = gymtrim.source_finder(videos, mf.read(sources) if sources else None, sources_root)
     outcomes: dict[str, dict[str, int]] = {}
     with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn()) as bar:

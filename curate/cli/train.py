@@ -36,6 +36,10 @@ def _bundled() -> str:
               help="Split of MANIFEST to validate on every eval_every epochs ('none' to skip).")
 @click.option("--level", type=click.Choice(["label", "element", "set", "event"]), default=None,
               help="Which hierarchy column is the class (FineGym-style manifests). Default: label.")
+@click.option("--subset", default=None, metavar="gym99|gym288",
+              help="A FineGym benchmark on an elements manifest (`curate gym import`): its official label ids "
+                   "(99 or 288 classes, present or not), its train/val split files; best.pt by mean class "
+                   "accuracy, the paper's metric.")
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder the manifest's paths are relative to (default: its data_root metadata, else found "
                    "next to the manifest).")
@@ -77,7 +81,7 @@ def _bundled() -> str:
 @click.pass_context
 def train(ctx: click.Context, manifest_path: Path, model_name: str | None, config_file: Path | None, tiny: bool,
           sources: tuple[str, ...],
-          split: str, val_split: str, level: str | None, data_root: Path | None, out: Path | None,
+          split: str, val_split: str, level: str | None, subset: str | None, data_root: Path | None, out: Path | None,
           epochs: int | None, batch_size: int | None, lr: float | None, optimizer: str | None, clip_len: int | None,
           frame_interval: int | None, num_clips: int | None, size: int | None, pretrained: str | None,
           init: Path | None, freeze_backbone: bool | None, backbone_lr_mult: float | None,
@@ -100,6 +104,7 @@ def train(ctx: click.Context, manifest_path: Path, model_name: str | None, confi
       curate train ucf101_split1.parquet --model tsn_r50 --init runs/tsn_r50/best.pt --backbone-lr-mult 0.1
     """
     from curate.core import manifest as mf
+    from curate.formats.finegym import GymError
     from trainers import distributed
     from trainers.checkpoint import CheckpointError
     from trainers.config import ConfigError, fusion_streams
@@ -135,18 +140,36 @@ def train(ctx: click.Context, manifest_path: Path, model_name: str | None, confi
                               size=size)
         cfg = make_config(model_name or config_file, tiny=tiny, sets=sets,
                           overrides={"model": model_over, "data": data, "schedule": schedule})
-        target = Source("target", manifest_path, split=split, root=data_root)
+        rows, classes = manifest_path, None
+        if subset:
+            rows, classes, data_root = _gym_subset(manifest_path, subset, data_root)
+            cfg["schedule"] = {**cfg["schedule"], "level": "label", "best_metric": "mean_class_acc"}
+        target = Source("target", rows, split=split, root=data_root)
         aux = [parse_source(s, default_name=f"aux{i + 1}") for i, s in enumerate(sources)]
-        val = None if val_split.lower() == "none" else Source("val", manifest_path, split=val_split, root=data_root)
-        if val is not None and not (mf.read(manifest_path)["split"] == val_split).any():
+        val = None if val_split.lower() == "none" else Source("val", rows, split=val_split, root=data_root)
+        if val is not None and not ((mf.read(rows) if subset is None else rows)["split"] == val_split).any():
             con.print(f"[yellow]no rows in split {val_split!r}: training without validation[/]")
             val = None
         out = out or Path("runs") / (model_name or config_file.stem)
-        result = run(cfg, [target, *aux], out, val=val, resume=resume, init=init, device=device, console=con)
-    except (ConfigError, CheckpointError, mf.ManifestError, FileNotFoundError) as exc:
+        result = run(cfg, [target, *aux], out, val=val, resume=resume, init=init, device=device, console=con,
+                     classes=classes)
+    except (ConfigError, CheckpointError, mf.ManifestError, FileNotFoundError, GymError) as exc:
         raise click.ClickException(str(exc)) from exc
     if distributed.from_env().main:
         _train_summary(con, result)
+
+
+def _gym_subset(path: Path, subset: str, data_root: Path | None):
+    """(rows, class names, data root) of a FineGym benchmark subset of an elements manifest."""
+    from curate.core import manifest as mf
+    from curate.formats import finegym as fg
+
+    meta = mf.read_metadata(path)
+    if "gym_categories" not in meta:
+        raise click.ClickException(f"{path} is not a FineGym elements manifest (`curate gym import` writes one): "
+                                   "--subset needs its categories")
+    rows, names = fg.subset_rows(mf.read(path), fg.categories_from_json(meta["gym_categories"]), subset)
+    return rows, names, data_root or mf.find_data_root(path, rows)
 
 
 def _forward_args(ctx: click.Context, skip: tuple[str, ...]) -> list[str]:

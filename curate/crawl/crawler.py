@@ -133,9 +133,10 @@ def crawl(recipe: Recipe, *, classes: list[str] | None = None, limit: int | None
     if executor not in EXECUTORS:
         raise ExecutorError(f"executor {executor!r} is not one of {list(EXECUTORS)}")
     labels = select_labels(recipe, classes)
+    every = not classes
     manifest, data_root = paths(recipe)
     if dry_run:
-        planned, pctx = plan(recipe, labels, http=None)
+        planned, pctx = plan(recipe, labels, None, every)
         out = manifest.with_name(manifest.stem + ".plan.parquet")
         mf.write(merge_plan(mf.empty(), planned), out, {"recipe": recipe.name, "recipe_sha": recipe.sha()})
         return CrawlResult(out, planned, 0, time.monotonic() - t0, pctx)
@@ -147,12 +148,15 @@ def crawl(recipe: Recipe, *, classes: list[str] | None = None, limit: int | None
                                    rate_per_host=spec.rate_per_host / procs)
     ctx = CrawlContext(str(data_root), spec, str(manifest) + ".attempts.jsonl")
     existing = mf.read(manifest) if manifest.exists() else mf.empty()
-    planned, pctx = plan(recipe, labels, http=Http(recipe.download, ctx.log))
+    planned, pctx = plan(recipe, labels, Http(recipe.download, ctx.log), every)
     df = merge_plan(existing, planned)
-    meta = {"recipe": recipe.name, "recipe_sha": recipe.sha()}
+    meta = {**(mf.read_metadata(manifest) if manifest.exists() else {}), "recipe": recipe.name,
+            "recipe_sha": recipe.sha(), "data_root": str(data_root.resolve())}
     mf.write(df, manifest, meta)
 
-    wanted = df["label"].isin(list(labels)) | df["item_id"].isin(planned["item_id"])
+    # rows of the classes asked for, rows planned now, and rows without a label (a test split, source videos of
+    # FineGym events) unless only some classes were asked for
+    wanted = df["label"].isin(list(labels)) | df["item_id"].isin(planned["item_id"]) | (df["label"].isna() & every)
     todo = df[todo_mask(df, retry_failed) & wanted]
     todo = interleave_hosts(todo)
     if limit is not None:
@@ -270,10 +274,18 @@ def crawl_stats(df: pd.DataFrame, todo: pd.DataFrame, seconds: float, pctx: Plan
         "items_per_s": round(len(todo) / seconds, 2) if seconds > 0 else None,
         "ok_this_run": int((run["status"] == "ok").sum()),
         "bytes_ok": int(df.loc[df["status"] == "ok", "bytes"].fillna(0).sum()),
+        "by_split": split_counts(df),
         "by_source_status_code": [{k: (int(v) if k in ("rows", "bytes") else v) for k, v in r.items()}
                                   for r in table.to_dict("records")],
         "notes": list(pctx.notes) if pctx else [],
     }
+
+
+def split_counts(df: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Per split: rows, ok rows, and rows without a label (a label-less test file's)."""
+    g = df.assign(ok=df["status"] == "ok", unlabelled=df["label"].isna()).groupby(df["split"].fillna("-"))
+    return {str(k): {"rows": int(len(p)), "ok": int(p["ok"].sum()), "no_label": int(p["unlabelled"].sum())}
+            for k, p in g}
 
 
 def _write_json(path: Path, data: dict) -> None:

@@ -23,6 +23,7 @@ class PlanContext:
     recipe: Recipe
     labels: dict[str, int]
     http: Http | None = None
+    every_class: bool = True           # labels are all of the recipe's classes: rows without a label are wanted too
     notes: list[str] = field(default_factory=list)
     queries: list[dict] = field(default_factory=list)  # planned queries: source, label, query, quota
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -11,6 +12,9 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from curate.core.files import FileFormatError, read_yaml
+from curate.formats import CLASS_LISTS, class_list
+
+RECIPE_DIR = Path(__file__).resolve().parent.parent / "recipes"   # the repository's recipes/, shipped in the package
 
 T = TypeVar("T")
 
@@ -183,21 +187,29 @@ class Recipe:
     sources: list[SourceSpec] = field(default_factory=list)
     download: DownloadSpec = field(default_factory=DownloadSpec)
     output: OutputSpec = field(default_factory=OutputSpec)
-    base_dir: str = "."  # set by load_recipe: relative paths in the recipe are resolved against its folder
+    base_dir: str = "."  # set by load_recipe: the recipe's folder, or the working directory for a bundled recipe
 
     def class_names(self) -> list[str]:
+        """`classes`, else `classes_file`: a class list shipped with curate by name (curate.formats.CLASS_LISTS,
+        e.g. kinetics400) or a file of one class per line, relative to base_dir."""
         if self.classes:
             return list(self.classes)
-        if self.classes_file:
-            path = self.resolve(self.classes_file)
-            return [ln.strip() for ln in Path(path).read_text(encoding="utf-8").splitlines() if ln.strip()]
-        return []
+        if not self.classes_file:
+            return []
+        if self.classes_file in CLASS_LISTS:
+            return class_list(self.classes_file)
+        path = Path(self.resolve(self.classes_file))
+        if not path.is_file():
+            raise RecipeError(f"{self.name}.classes_file: no file {path} (and {self.classes_file!r} is not a class "
+                              f"list that ships with curate: {', '.join(CLASS_LISTS)})")
+        return [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
 
     def resolve(self, p: str) -> str:
-        """A path from the recipe, relative to the recipe's folder; URLs pass through."""
+        """A path from the recipe, relative to base_dir (lexically: a symlinked folder is not followed up); URLs
+        pass through."""
         if "://" in p or Path(p).is_absolute():
             return p
-        return str(Path(self.base_dir) / p)
+        return os.path.normpath(Path(self.base_dir) / p)
 
     def sha(self) -> str:
         """Hash of the recipe's content (provenance column recipe_sha)."""
@@ -206,8 +218,74 @@ class Recipe:
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
-    """Read and check a crawl recipe; overrides are merged at the top level before checking."""
+def bundled_recipes() -> dict[str, Path]:
+    """The recipes that ship with curate, by name (each file's `name:`) and by file stem."""
+    out: dict[str, Path] = {}
+    for path in sorted(RECIPE_DIR.glob("*.yaml")):
+        data = read_yaml(path) or {}
+        out[str(data.get("name", path.stem))] = path
+        out.setdefault(path.stem, path)
+    return out
+
+
+def find_recipe(name_or_path: str | Path) -> tuple[Path, str | None]:
+    """(recipe file, base_dir): an existing file is read with its own folder as base_dir; otherwise a bundled
+    recipe of that name is, with the working directory as base_dir (its relative paths are yours)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path, None
+    bundled = bundled_recipes()
+    for key in (str(name_or_path), path.stem):
+        if key in bundled:
+            return bundled[key], os.getcwd()
+    near = _closest(str(name_or_path), bundled)
+    raise RecipeError(f"{name_or_path}: no such recipe file, and no bundled recipe of that name"
+                      + (f" (did you mean {near!r}?)" if near else "") + f"; bundled: {', '.join(sorted(bundled))} "
+                      "(`curate recipes` lists them)")
+
+
+def parse_sets(assignments: typing.Iterable[str]) -> dict[str, Any]:
+    """`KEY.PATH=VALUE` strings (values parsed as YAML) -> a nested mapping."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for a in assignments:
+        key, eq, value = a.partition("=")
+        if not eq or not key.strip():
+            raise RecipeError(f"--set wants KEY.PATH=VALUE, got {a!r}")
+        node = out
+        *parents, leaf = key.strip().split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = yaml.safe_load(value)
+    return out
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def manifest_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
+    """A recipe with no sources that fetches a manifest's own planned rows in place (the source videos `curate gym
+    crawl` plans, a plan someone else made): media under the manifest's `data_root` metadata, else next to it
+    in <stem>_media; download options from overrides (`download.workers` ...)."""
+    from curate.core import manifest as mf
+
+    path = Path(path)
+    df = mf.read(path)
+    root = mf.read_metadata(path).get("data_root") or str(path.with_name(path.stem + "_media"))
+    labels = df[["label", "label_id"]].dropna().drop_duplicates("label").sort_values("label_id")
+    data = {"name": path.stem, "classes": labels["label"].tolist(), "base_dir": os.getcwd(),
+            "output": {"manifest": str(path), "data_root": root}}
+    return load_dataclass(Recipe, _merged(data, overrides or {}), where=path.name)
+
+
+def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None, base_dir: str | None = None) -> Recipe:
+    """Read and check a crawl recipe; overrides (a nested mapping, e.g. from parse_sets) are merged in before
+    checking. Relative paths in it resolve against base_dir (default: the recipe's folder)."""
     path = Path(path)
     try:
         data = read_yaml(path)
@@ -215,8 +293,10 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
         raise RecipeError(str(exc)) from exc
     if data is None:
         raise RecipeError(f"{path}: the recipe is empty")
-    data = {**data, **(overrides or {})}
-    data.setdefault("base_dir", str(path.parent))
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: expected a mapping at the top level, got {_kind(data)}")
+    data = _merged(data, overrides or {})
+    data.setdefault("base_dir", base_dir or str(path.parent))
     recipe = load_dataclass(Recipe, data, where=path.name)
     if not recipe.class_names():
         raise RecipeError(f"{path.name}: no classes (give 'classes' or 'classes_file')")

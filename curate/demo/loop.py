@@ -16,6 +16,7 @@ import pandas as pd
 import yaml
 
 from curate.core import manifest as mf
+from curate.crawl.recipe import RECIPE_DIR
 from curate.demo.budget import fit_budget
 from curate.demo.spec import LoopSpec
 from curate.demo.synth import World
@@ -24,7 +25,7 @@ from curate.experiments.runs import RunJob, WorkerPool, run_config, run_jobs
 from trainers.config import is_2d
 from trainers.sources import Source
 
-RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "demo.yaml"
+RECIPE = RECIPE_DIR / "demo.yaml"
 LOOPBACK = "http://127.0.0.1:8000"
 TARGET_ONLY, UNFILTERED = "target only", "+ web, unfiltered"
 

@@ -1,12 +1,15 @@
 """FineGym v1.0/v1.1 annotation formats: ids, category files, split files and the temporal JSON -> manifests.
 
-Two manifests come out: **events** (one row per action instance in a source video) and **elements** (one row per
-sub-action, `parent_id` = its event, stages in absolute seconds, element/set/event labels and one
-`<subset>_label` / `<subset>_split` pair per benchmark subset such as gym99 / gym288). Every reader collects
-`Problem`s instead of stopping at the first; `read_annotations` raises `GymError` holding all of them.
+The category files and the official split files of v1.0 and v1.1 ship with curate (`SHIPPED`, the split lists
+gzipped): an annotation JSON is all a user brings. Two manifests come out: **events** (one row per action instance
+in a source video) and **elements** (one row per sub-action, `parent_id` = its event, stages in absolute seconds,
+element/set/event labels and one `<subset>_label` / `<subset>_split` pair per benchmark subset such as gym99 /
+gym288). Every reader collects `Problem`s instead of stopping at the first; `read_annotations` raises `GymError`
+holding all of them. `subset_rows` turns the elements into a benchmark task (Gym99 / Gym288 label ids and splits).
 """
 from __future__ import annotations
 
+import gzip
 import json
 import re
 from dataclasses import dataclass, field
@@ -16,6 +19,9 @@ from typing import Any
 import pandas as pd
 
 from curate.core import manifest as mf
+from curate.formats import DATA
+
+SHIPPED = DATA / "finegym"   # set/gym99/gym288/gym530 categories, gym99/gym288 split files (v1.0, v1.1, val)
 
 VIDEO_ID = re.compile(r"[A-Za-z0-9_-]+")
 EVENT_KEY = re.compile(r"E_(\d{6})_(\d{6})")
@@ -24,7 +30,7 @@ CLIP_ID = re.compile(r"(?P<video>[A-Za-z0-9_-]+)_(?P<event>E_\d{6}_\d{6})_(?P<ac
 SUBSET_LINE = re.compile(r"Clabel:\s*(\d+);\s*set:\s*(\d+);\s*Glabel:\s*(\d+);\s*\(([^)]+)\)\s?(.*)")
 FULL_LINE = re.compile(r"Glabel:\s*(\d+);\s*set:\s*(\d+);\s*\(([^)]+)\)\s?(.*)")
 LIST_LINE = re.compile(r"(set|event):\s*(\d+);\s*(.*)")
-SPLIT_FILE = re.compile(r"(?P<subset>\w+?)_(?P<split>train|val|test)_element(?:_(?P<version>v[\d.]+))?\.txt")
+SPLIT_FILE = re.compile(r"(?P<subset>\w+?)_(?P<split>train|val|test)_element(?:_(?P<version>v[\d.]+))?\.txt(?:\.gz)?")
 # FineGym's JSON numbers the women's apparatus 1..4; the order of the six men's events (5..10) is not published.
 DEFAULT_EVENTS = {1: "VT", 2: "FX", 3: "BB", 4: "UB", **{i: f"men_{i}" for i in range(5, 11)}}
 EPS = 1e-3  # annotation precision (ms)
@@ -88,7 +94,7 @@ def parse_clip_id(clip: str) -> tuple[str, str, str]:
 # ----------------------------------------------------------------------------------------------- category files
 
 def _lines(path: Path) -> list[tuple[int, str]]:
-    text = path.read_text(encoding="utf-8")
+    text = gzip.decompress(path.read_bytes()).decode("utf-8") if path.suffix == ".gz" else path.read_text("utf-8")
     return [(i, ln.rstrip("\r\n")) for i, ln in enumerate(text.split("\n"), 1) if ln.strip()]
 
 
@@ -166,7 +172,7 @@ def read_categories(folder: str | Path, problems: list[Problem]) -> Categories:
 def find_split_files(folder: str | Path, version: str | None = None) -> dict[tuple[str, str], Path]:
     """(subset, split) -> split file; of several versions of one file the given one, else the newest."""
     found: dict[tuple[str, str], list[tuple[str, Path]]] = {}
-    for path in sorted(Path(folder).glob("*_element*.txt")):
+    for path in sorted(Path(folder).glob("*_element*.txt*")):
         m = SPLIT_FILE.fullmatch(path.name)
         if m:
             found.setdefault((m["subset"], m["split"]), []).append((m["version"] or "", path))
@@ -197,9 +203,13 @@ def _pair(v: Any) -> bool:
                                                        for x in v))
 
 
-def check_annotation(data: Any, where: str, cats: Categories, problems: list[Problem]) -> dict:
-    """Every structural and temporal problem of a parsed FineGym annotation JSON; returns its well-formed part."""
+def check_annotation(data: Any, where: str, cats: Categories, problems: list[Problem],
+                     warnings: list[Problem] | None = None) -> dict:
+    """Every structural and temporal problem of a parsed FineGym annotation JSON; returns its well-formed part.
+    An event or element key whose truncated seconds disagree with its timestamps (the ids are names, the
+    millisecond timestamps the truth) goes to `warnings` when given, else it is a problem like any other."""
     clean: dict[str, dict] = {}
+    naming = problems if warnings is None else warnings
     if not isinstance(data, dict):
         problems.append(Problem(where, "top level must be an object keyed by video id"))
         return clean
@@ -220,7 +230,7 @@ def check_annotation(data: Any, where: str, cats: Categories, problems: list[Pro
             if not 0 <= start < end:
                 problems.append(Problem(at, f"event [{start}, {end}] does not run forward from >= 0"))
             elif event_key(start, end) != ek:
-                problems.append(Problem(at, f"key does not match timestamps [{start}, {end}] "
+                naming.append(Problem(at, f"key does not match timestamps [{start}, {end}] "
                                             f"({event_key(start, end)})"))
             if ev.get("event") not in cats.events:
                 problems.append(Problem(at, f"event label {ev.get('event')!r} is not in the event categories"))
@@ -254,7 +264,7 @@ def check_annotation(data: Any, where: str, cats: Categories, problems: list[Pro
                     problems.append(Problem(sat, f"element [{lo}, {hi}] (relative) lies outside its event "
                                                  f"of {end - start:.3f} s"))
                 if action_key(lo, hi) != ak:
-                    problems.append(Problem(sat, f"key does not match stage timestamps ({action_key(lo, hi)})"))
+                    naming.append(Problem(sat, f"key does not match stage timestamps ({action_key(lo, hi)})"))
                 spans.append((lo, hi, ak))
             spans.sort()
             for (_, b0, k0), (a1, _, k1) in zip(spans, spans[1:]):
@@ -349,17 +359,20 @@ def to_manifests(data: dict, cats: Categories, split_rows: dict[tuple[str, str],
     return mf.from_records(events), mf.from_records(list(elements.values()))
 
 
-def read_annotations(annotation: str | Path, categories: str | Path, version: str | None = None,
-                     source: str = "youtube", primary: str | None = None,
-                     problems: list[Problem] | None = None) -> tuple[pd.DataFrame, pd.DataFrame, Categories]:
+def read_annotations(annotation: str | Path, categories: str | Path = SHIPPED, version: str | None = None,
+                     source: str = "youtube", primary: str | None = None, problems: list[Problem] | None = None,
+                     warnings: list[Problem] | None = None, splits: str | Path | None = None
+                     ) -> tuple[pd.DataFrame, pd.DataFrame, Categories]:
     """FineGym files -> (events, elements, categories); raises GymError listing every problem (unless `problems`
-    is given, which then collects them and the tables are built from what could be read)."""
+    is given, which then collects them and the tables are built from what could be read). Categories and split
+    files default to the shipped ones (splits: a folder of `<subset>_<split>_element[_vX.Y].txt` files, default the
+    categories folder); key-vs-timestamp mismatches go to `warnings` when given (check_annotation)."""
     collect = problems if problems is not None else []
     cats = read_categories(categories, collect)
     data = load_json(annotation, collect)
-    data = check_annotation(data, str(annotation), cats, collect) if data is not None else {}
+    data = check_annotation(data, str(annotation), cats, collect, warnings) if data is not None else {}
     split_rows = {}
-    for (subset, split), path in sorted(find_split_files(categories, version).items()):
+    for (subset, split), path in sorted(find_split_files(splits or categories, version).items()):
         split_rows[subset, split] = [(f"{path}:{no}", clip, label) for no, clip, label in read_split(path, collect)]
     events, elements = to_manifests(data, cats, split_rows, collect, source, primary)
     if problems is None and collect:
@@ -378,3 +391,19 @@ def categories_from_json(text: str) -> Categories:
     ints = lambda m: {int(k): v for k, v in m.items()}  # noqa: E731 - JSON keys are strings
     return Categories(ints(d["events"]), ints(d["sets"]), {int(k): tuple(v) for k, v in d["elements"].items()},
                       {s: ints(m) for s, m in d["subsets"].items()}, d["full"])
+
+
+def subset_rows(elements: pd.DataFrame, cats: Categories, subset: str) -> tuple[pd.DataFrame, list[str]]:
+    """The elements of a benchmark subset (gym99, gym288) as a recognition task: label_id = its official label
+    (Clabel), label = the element's name, split = the subset's split; with the subset's class names in label-id
+    order (all of them, whether or not the manifest holds every class)."""
+    table = cats.subsets.get(subset)
+    if table is None or f"{subset}_label" not in elements:
+        have = sorted(cats.subsets)
+        raise GymError([Problem(subset, f"no subset {subset!r} in these manifests' categories (they have {have})")])
+    rows = elements[elements[f"{subset}_label"].notna()].copy()
+    rows["label_id"] = rows[f"{subset}_label"].astype("Int32")
+    rows["split"] = rows[f"{subset}_split"] if f"{subset}_split" in rows else None
+    names = [cats.elements[table[c]][0] for c in range(len(table))]
+    rows["label"] = [names[int(c)] for c in rows["label_id"]]
+    return rows.reset_index(drop=True), names

@@ -1,4 +1,5 @@
-"""Source videos of FineGym manifests: plan them for crawling, cut events and elements (exact, resumable).
+"""Source videos of FineGym manifests: plan them for crawling (event spans only, or whole videos), cut events and
+elements (exact, resumable).
 
 Clips follow MMAction2's FineGym layout under the data root: `gym/events/<video>_E_XXXXXX_YYYYYY.mp4` and
 `gym/subactions/<clip id>.mp4`. Names come from clip ids, whose characters `curate.formats.finegym` has checked
@@ -20,32 +21,48 @@ EVENT_DIR, ELEMENT_DIR = "gym/events", "gym/subactions"
 PROBE_COLUMNS = ("width", "height", "fps", "frames", "duration_s", "codec", "bytes")
 
 
-def plan_sources(events: pd.DataFrame, url_template: str = "https://www.youtube.com/watch?v={id}") -> pd.DataFrame:
-    """One `planned` row per source video (item_id = the events' parent_id), ready for `curate crawl`."""
-    rows = []
-    for (source, vid), grp in events.groupby(["source", "source_id"], sort=True):
-        rows.append({"item_id": mf.item_id(source, vid), "source": source, "source_id": vid,
-                     "url": url_template.format(id=vid), "media": "video", "status": "planned",
-                     "event": ",".join(sorted(grp["event"].dropna().unique()))})
+def plan_sources(events: pd.DataFrame, url_template: str = "https://www.youtube.com/watch?v={id}",
+                 whole_videos: bool = False) -> pd.DataFrame:
+    """`planned` rows for `curate crawl`: one per event span (its seconds of the source video only, fetched with
+    yt-dlp's download ranges; item_id = the event's), or with whole_videos one per source video."""
+    if whole_videos:
+        spans = events.groupby(["source", "source_id"], sort=True).agg(event=("event", _joined)).reset_index()
+        spans["start_s"] = spans["end_s"] = None
+    else:
+        spans = events[["source", "source_id", "start_s", "end_s", "event"]].sort_values(["source_id", "start_s"])
+    rows = [{"item_id": mf.item_id(r.source, r.source_id, r.start_s, r.end_s), "source": r.source,
+             "source_id": r.source_id, "url": url_template.format(id=r.source_id), "media": "video",
+             "start_s": r.start_s, "end_s": r.end_s, "status": "planned", "event": r.event}
+            for r in spans.itertuples()]
     return mf.from_records(rows)
 
 
-def video_finder(videos: str | Path | None = None, sources: pd.DataFrame | None = None,
-                 sources_root: str | Path | None = None) -> Callable[[str], Path | None]:
-    """video id -> local file: `<videos>/<id>.<ext>` (MMAction2's `videos/` folder) or an `ok` row of a crawled
-    sources manifest (its `path` under sources_root)."""
-    known: dict[str, Path] = {}
+def _joined(names: pd.Series) -> str:
+    return ",".join(sorted(names.dropna().unique()))
+
+
+def source_finder(videos: str | Path | None = None, sources: pd.DataFrame | None = None,
+                  sources_root: str | Path | None = None) -> Callable[[pd.Series], tuple[Path | None, float]]:
+    """A row (event or element) -> (a local file holding its span, the file's start in the source video):
+    `<videos>/<id>.<ext>` (MMAction2's `videos/` folder, offset 0), or an `ok` row of a crawled sources manifest
+    whose span covers the row's (a whole video, or an event span fetched alone)."""
+    spans: dict[str, list[tuple[float, float, Path]]] = {}
     if sources is not None:
         ok = sources[(sources["status"] == "ok") & sources["path"].notna()]
-        known = {sid: Path(sources_root or ".") / p for sid, p in zip(ok["source_id"], ok["path"])}
+        for r in ok.itertuples():
+            lo = 0.0 if pd.isna(r.start_s) else float(r.start_s)
+            hi = float("inf") if pd.isna(r.end_s) else float(r.end_s)
+            spans.setdefault(r.source_id, []).append((lo, hi, Path(sources_root or ".") / r.path))
 
-    def find(vid: str) -> Path | None:
-        if vid in known:
-            return known[vid]
+    def find(row: pd.Series) -> tuple[Path | None, float]:
+        vid, start, end = row["source_id"], float(row["start_s"]), float(row["end_s"])
+        for lo, hi, path in sorted(spans.get(vid, ()), key=lambda s: s[1] - s[0]):
+            if lo <= start + fg.EPS and end <= hi + fg.EPS:
+                return path, lo
         if videos is not None and fg.VIDEO_ID.fullmatch(vid):
             hits = sorted(p for p in Path(videos).glob(f"{vid}.*") if p.suffix.lower() in (".mp4", ".mkv", ".webm"))
-            return hits[0] if hits else None
-        return None
+            return (hits[0] if hits else None), 0.0
+        return None, 0.0
 
     return find
 
@@ -102,15 +119,16 @@ def trim_rows(df: pd.DataFrame, root: str | Path, folder: str,
     return df
 
 
-def trim_events(events: pd.DataFrame, root: str | Path, find: Callable[[str], Path | None], **kw) -> pd.DataFrame:
-    """Events cut from their source videos (absolute times)."""
+def trim_events(events: pd.DataFrame, root: str | Path, find: Callable[[pd.Series], tuple[Path | None, float]],
+                **kw) -> pd.DataFrame:
+    """Events cut from their source videos or crawled spans (source_finder)."""
     def source_of(row: pd.Series) -> tuple[Path | None, float, str]:
-        return find(row["source_id"]), 0.0, f"source video {row['source_id']} is not on disk"
+        return (*find(row), f"no file of source video {row['source_id']} covers {row['clip_id']}")
     return trim_rows(events, root, EVENT_DIR, source_of, **kw)
 
 
 def trim_elements(elements: pd.DataFrame, events: pd.DataFrame, root: str | Path,
-                  find: Callable[[str], Path | None] | None = None, **kw) -> pd.DataFrame:
+                  find: Callable[[pd.Series], tuple[Path | None, float]] | None = None, **kw) -> pd.DataFrame:
     """Elements cut from their trimmed event clips (times relative to the event), or straight from the source
     video when `find` is given (absolute times; no event clips needed)."""
     root = Path(root)
@@ -118,7 +136,7 @@ def trim_elements(elements: pd.DataFrame, events: pd.DataFrame, root: str | Path
 
     def source_of(row: pd.Series) -> tuple[Path | None, float, str]:
         if find is not None:
-            return find(row["source_id"]), 0.0, f"source video {row['source_id']} is not on disk"
+            return (*find(row), f"no file of source video {row['source_id']} covers {row['clip_id']}")
         parent = ev.loc[row["parent_id"]]
         if parent["status"] != "ok" or pd.isna(parent["path"]):
             why = parent["error"] if isinstance(parent["error"], str) else parent["status"]

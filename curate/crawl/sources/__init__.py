@@ -17,9 +17,11 @@ from curate.crawl.sources import feeds, kinetics, urls, web_images, youtube
 KINDS = {"image_search": web_images, "video_search": youtube, "feed": feeds, "urls": urls, "kinetics": kinetics}
 
 
-def plan(recipe: Recipe, labels: dict[str, int], http: Http | None) -> tuple[pd.DataFrame, PlanContext]:
-    """Every candidate row of the recipe for the given classes (target CSVs first, then sources in order)."""
-    ctx = PlanContext(recipe, labels, http)
+def plan(recipe: Recipe, labels: dict[str, int], http: Http | None, every_class: bool = True
+         ) -> tuple[pd.DataFrame, PlanContext]:
+    """Every candidate row of the recipe for the given classes (target CSVs first, then sources in order); rows
+    without a label (label-less test files) only when every class is asked for."""
+    ctx = PlanContext(recipe, labels, http, every_class)
     frames = []
     if recipe.target is not None:
         frames.append(kinetics.plan_target(recipe.target, ctx, f"{recipe.name}.target"))

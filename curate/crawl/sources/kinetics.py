@@ -1,10 +1,11 @@
-"""Kinetics-style annotation CSVs (label,youtube_id,time_start,time_end,split[,is_cc]) → video segment rows.
+"""Kinetics annotation CSVs as released (curate.formats.kinetics) -> video segment rows, labelled or not.
 
 Vectorised: a 250k-row CSV plans in about a second (see bench/crawl.py).
 """
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,15 +13,14 @@ import pandas as pd
 from curate.core import manifest as mf
 from curate.crawl.plan import PlanContext, frame, source_of
 from curate.crawl.recipe import RecipeError, SourceSpec, TargetSpec
+from curate.formats import kinetics
 
 MEDIA = {"video": "kinetics"}
-
-REQUIRED = ("youtube_id", "time_start", "time_end")
 
 
 def plan_target(target: TargetSpec, ctx: PlanContext, where: str) -> pd.DataFrame:
     """The recipe's target dataset: every CSV, with its split column."""
-    parts = [read_csv(target.csv, i, ctx, where) for i in range(len(target.csv))]
+    parts = [read_csv(target.csv, i, ctx, where + ".csv") for i in range(len(target.csv))]
     parts = [p for p in parts if p is not None]
     if not parts:
         return mf.empty()
@@ -42,56 +42,54 @@ def plan(spec: SourceSpec, ctx: PlanContext, where: str) -> pd.DataFrame:
 
 
 def read_csv(files: list[str], i: int, ctx: PlanContext, where: str) -> pd.DataFrame | None:
+    """One annotation CSV of the recipe (a path or a URL), normalised by curate.formats.kinetics.read_csv."""
     path = ctx.recipe.resolve(files[i])
     if "://" in path:
         if not ctx.need_file(path):
             return None
         data = io.StringIO(ctx.http.get_text(path, what=f"csv:{path}"))
+    elif not Path(path).is_file():
+        raise RecipeError(f"{where}[{i}]: no file {path}" + (
+            f" (relative paths are read from {ctx.recipe.base_dir})" if not Path(files[i]).is_absolute() else ""))
     else:
         data = path
     try:
-        df = pd.read_csv(data, dtype=str, keep_default_na=False)
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise RecipeError(f"{where}[{i}]: cannot read {path}: {exc}") from exc
-    missing = [c for c in REQUIRED if c not in df.columns]
-    if missing:
-        raise RecipeError(f"{where}[{i}]: {path} lacks column(s) {missing}; a Kinetics CSV has "
-                          "label,youtube_id,time_start,time_end,split")
-    return df
+        return kinetics.read_csv(data, name=path)
+    except kinetics.KineticsError as exc:
+        raise RecipeError(f"{where}[{i}]: {exc}") from exc
 
 
 def rows(df: pd.DataFrame, ctx: PlanContext, video_url: str, splits: list[str] | None, limit: int | None,
          split: str | None, whole: bool = False) -> pd.DataFrame:
-    """Annotation rows → manifest rows (source kinetics), vectorised."""
-    label = df["label"] if "label" in df.columns else pd.Series([""] * len(df))
-    sp = df["split"].str.strip().str.lower() if "split" in df.columns else pd.Series(["train"] * len(df))
-    sp = sp.replace({"validate": "val", "validation": "val"})
-    keep = label.isin(list(ctx.labels)) | ((label == "") & (sp == "test"))  # test CSVs carry no labels
+    """Annotation rows -> manifest rows (source kinetics), vectorised. Rows without a label (the label-less test
+    files) are planned too: they are fetched like any other and keep split test and no label."""
+    label, sp = df["label"], df["split"]
+    keep = label.isin(list(ctx.labels)) | ((label == "") & ctx.every_class)
     if splits is not None:
         keep &= sp.isin(splits)
     dropped = int((~label.isin(list(ctx.labels)) & (label != "")).sum())
     if dropped:
         ctx.notes.append(f"kinetics: {dropped} annotation rows of classes not planned were skipped")
-    df, label, sp = df[keep], label[keep], sp[keep]
+    df = df[keep]
     if limit is not None:
-        first = label.groupby(label).cumcount() < limit
-        df, label, sp = df[first], label[first], sp[first]
-    yid = df["youtube_id"].str.strip()
-    start = pd.to_numeric(df["time_start"], errors="coerce")
-    end = pd.to_numeric(df["time_end"], errors="coerce")
-    bad = start.isna() | end.isna() | (end <= start) | (start < 0) | (yid == "")
+        df = df[(df["label"] == "") | (df.groupby("label").cumcount() < limit)]
+    bad = kinetics.bad_spans(df)
     if bad.any():
-        ctx.notes.append(f"kinetics: {int(bad.sum())} rows with a bad id or time span were skipped")
-        yid, start, end, label, sp = yid[~bad], start[~bad], end[~bad], label[~bad], sp[~bad]
+        lines = ", ".join(map(str, df.loc[bad, "line"].head(5)))
+        ctx.notes.append(f"kinetics: {int(bad.sum())} rows with a bad id or time span were skipped (lines {lines}"
+                         + (", ...)" if bad.sum() > 5 else ")"))
+        df = df[~bad]
+    start, end = df["time_start"], df["time_end"]
     if whole:
-        start = end = pd.Series([np.nan] * len(yid), index=yid.index)
+        start = end = pd.Series([np.nan] * len(df), index=df.index)
+    yid = df["youtube_id"]
     pre, _, post = video_url.partition("{youtube_id}")
-    ids = [mf.item_id("kinetics", y, s, e) for y, s, e in
+    ids = [mf.item_id(MEDIA["video"], y, s, e) for y, s, e in
            zip(yid.tolist(), [None if np.isnan(x) else x for x in start.tolist()],
                [None if np.isnan(x) else x for x in end.tolist()])]
     return frame({
-        "item_id": ids, "source": "kinetics", "source_id": yid.to_numpy(), "url": (pre + yid + post).to_numpy(),
-        "label": label.replace("", None).to_numpy(), "label_id": label.map(ctx.labels).astype("Int32").to_numpy(),
-        "split": sp.to_numpy() if split is None else split, "media": "video", "start_s": start.to_numpy(),
+        "item_id": ids, "source": MEDIA["video"], "source_id": yid.to_numpy(), "url": (pre + yid + post).to_numpy(),
+        "label": df["label"].replace("", None).to_numpy(), "label_id": df["label"].map(ctx.labels).astype("Int32").to_numpy(),
+        "split": df["split"].to_numpy() if split is None else split, "media": "video", "start_s": start.to_numpy(),
         "end_s": end.to_numpy(), "status": "planned",
     })

@@ -72,8 +72,9 @@ PROVIDERS: dict[str, Provider] = {
 }
 
 
-def provider_of(spec: SourceSpec, where: str) -> tuple[Provider, str, str | None]:
-    """(provider, endpoint, key) of a source; the key only ever comes from the environment."""
+def provider_of(spec: SourceSpec, ctx: PlanContext, where: str) -> tuple[Provider, str, str | None]:
+    """(provider, endpoint, key) of a source; the key only ever comes from the environment (a dry run without it
+    says so in the notes; a real crawl stops)."""
     name = spec.provider or "loopback"
     if name not in PROVIDERS:
         raise RecipeError(f"{where}.provider: {name!r} is not one of {sorted(PROVIDERS)}")
@@ -81,7 +82,10 @@ def provider_of(spec: SourceSpec, where: str) -> tuple[Provider, str, str | None
     env = spec.api_key_env or prov.key_env
     key = os.environ.get(env) if env else None
     if prov.key_env and not key:
-        raise RecipeError(f"{where}: provider {name!r} needs an API key in the environment variable {env}")
+        missing = f"{where}: provider {name!r} needs an API key in the environment variable {env}"
+        if ctx.http is not None:
+            raise RecipeError(missing)
+        ctx.notes.append(missing + " (a real crawl stops here)")
     return prov, (spec.endpoint or prov.endpoint).rstrip("/"), key
 
 
@@ -100,7 +104,7 @@ def search(ctx: PlanContext, prov: Provider, endpoint: str, key: str | None, que
 
 def plan(spec: SourceSpec, ctx: PlanContext, where: str) -> pd.DataFrame:
     """Search every class's queries; keep up to per_class distinct hits per class."""
-    prov, endpoint, key = provider_of(spec, where)
+    prov, endpoint, key = provider_of(spec, ctx, where)
     media, source = source_of(spec, MEDIA, where)
     per_page = min(prov.per_page, spec.per_query or spec.per_class)
     records = []

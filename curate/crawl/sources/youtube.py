@@ -65,7 +65,7 @@ def plan(spec: SourceSpec, ctx: PlanContext, where: str) -> pd.DataFrame:
             if provider == "ytdlp":
                 hits = flat_entries(f"{prefix}{n}:{q}", ctx)
             else:
-                prov, endpoint, key = web_images.provider_of(spec, where)
+                prov, endpoint, key = web_images.provider_of(spec, ctx, where)
                 hits = web_images.search(ctx, prov, endpoint, key, q, "video", min(100, n))
             take_per_class(spec, ctx, lab, hits, q, taken)
         records += [candidate(source, h["id"], h["url"], lab, ctx.labels, media, h["query"], spec.split)

@@ -16,6 +16,7 @@ from curate.core import manifest as mf
 from curate.core.files import atomic_path, write_text
 from curate.demo.synth import jobs as J
 from curate.demo.synth.plan import SPLITS, Plan, WorldSpec, make_plan
+from curate.formats import kinetics
 
 GENERATOR_VERSION = "2"
 _EXPECTED_ERROR = {"truncated_mp4": "truncated", "html_mp4": "not_media", "empty_jpg": "empty",
@@ -169,10 +170,7 @@ def _write_tables(root: Path, plan: Plan, results: dict[str, dict]) -> World:
     _write_parquet(boxes.sort_values(["kind", "video_id", "frame", "actor"], kind="stable"), root / "truth" / "boxes.parquet")
 
     _write_web_index(root, web)
-    csv = pd.DataFrame({"label": target["label"], "youtube_id": target["source_id"],
-                        "time_start": target["start_s"].round(3), "time_end": target["end_s"].round(3),
-                        "split": target["split"]})
-    write_text(root / "target.csv", csv.to_csv(index=False, lineterminator="\n"))
+    write_text(root / "target.csv", kinetics.to_csv(target))
     names = [e["name"] for e in plan.tree["elements"]]
     write_text(root / "classes.txt", "".join(f"{n}\n" for n in names))
     write_text(root / "hierarchy.json", json.dumps(plan.tree, indent=2) + "\n")
