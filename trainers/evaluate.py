@@ -16,7 +16,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from curate.core.manifest import find_data_root, usable_rows
+from curate.core import manifest as mf
+from curate.core.manifest import usable_rows
 from trainers.data import ClipDataset, LabelSpace, make_loader
 from trainers.inputs import build_pipelines, parse_views, streams
 from trainers.metrics import confusion_matrix, level_accuracy, mean_class_accuracy, plot_confusion, top_k_accuracy
@@ -105,19 +106,18 @@ class EvalResult:
 
 
 def evaluate_checkpoint(checkpoint: str | Path, manifest: str | Path | pd.DataFrame, split: str | None = "test",
-                        views: str | tuple[int, int] | None = None, data_root: str | Path | None = None,
+                        views: str | tuple[int, int] | None = None, data_root: mf.Roots | None = None,
                         out: str | Path | None = None, batch_size: int = 8, workers: int = 0,
                         device: str | torch.device | None = None,
                         progress: Callable[[int, int], None] | None = None) -> EvalResult:
-    """Score a manifest split with a checkpoint; with `out`, write metrics.json, predictions.parquet, confusion.png."""
-    from curate.core import manifest as mf
+    """Score a manifest split with a checkpoint; with `out`, write metrics.json, predictions.parquet, confusion.png.
+    data_root: one folder, or NAME -> folder re-pointing the manifest's named roots (curate.core.manifest)."""
     from trainers.checkpoint import load_checkpoint
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, meta = load_checkpoint(checkpoint, device)
     df = manifest if isinstance(manifest, pd.DataFrame) else mf.read(manifest)
     rows, skipped = usable_rows(df, split)
-    root = data_root or (find_data_root(Path(manifest), df) if not isinstance(manifest, pd.DataFrame) else ".")
     space = LabelSpace.from_dict(meta["labels"])
     t0 = time.perf_counter()
     done = [0]
@@ -127,7 +127,8 @@ def evaluate_checkpoint(checkpoint: str | Path, manifest: str | Path | pd.DataFr
         if progress:
             progress(done[0], len(rows))
 
-    ds = eval_dataset(rows, root, meta["data"], space, parse_views(views) if views else None)
+    files = rows.assign(path=mf.media_paths(rows, None if isinstance(manifest, pd.DataFrame) else manifest, data_root))
+    ds = eval_dataset(files, ".", meta["data"], space, parse_views(views) if views else None)
     loader = make_loader([ds], SequentialBatchSampler(len(ds), batch_size), workers)
     scores, labels = predict(model, loader, device, amp=device.type == "cuda", progress=tick)
     metrics = scores_metrics(scores, labels, space, rows) if len(rows) else {"n": 0}

@@ -19,7 +19,7 @@ segments) and a source's mean is over all its groups.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -29,7 +29,7 @@ import pandas as pd
 from curate.core import manifest as mf
 from trainers.config import ConfigError
 
-SOURCE_KEYS = ("split", "weight", "share", "batch", "power", "pseudo", "root", "media", "holdout")
+SOURCE_KEYS = ("split", "weight", "share", "batch", "power", "pseudo", "root", "media", "origin", "holdout")
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,9 @@ class Source:
     batch: int | None = None
     power: float | None = None
     pseudo: str | None = None
-    root: str | Path | None = None
+    root: str | Path | Mapping[str, str] | None = None   # one folder, or NAME -> folder (curate.core.manifest.media_paths)
     media: str | None = None
+    origin: str | None = None        # only rows of this manifest `source` (e.g. web_image, feed_video, clip)
     holdout: str | None = None       # FOLD/FOLDS[@SEED]: that fold's rows are not trained on (Holdout)
     extra: dict = field(default_factory=dict)
 
@@ -116,8 +117,24 @@ def parse_source(text: str, default_name: str | None = None) -> Source:
     return src
 
 
+def auxiliary_sources(df: pd.DataFrame, manifest: str | Path, root: str | Path | Mapping[str, str] | None = None
+                      ) -> list[Source]:
+    """OmniSource's auxiliary sources of a merged manifest: its rows outside the target splits (train, val, test),
+    one source per split, manifest `source` and media (images train as frames for 2D models, as pseudo-videos for
+    3D ones), each with the default mixing (share 1, weight 1, no class re-balancing), in a stable order."""
+    aux = df[~df["split"].isin(["train", "val", "test"]) & df["split"].notna()]
+    groups = aux.groupby(["split", "source", "media"]).size()
+    twice = {s for s, n in groups.groupby(level=1).size().items() if n > 1}   # a source with two media or splits
+    out = []
+    for split, source, media in sorted(groups.index):
+        name = source if source not in twice else f"{source}_{media}" + ("" if split == "web" else f"_{split}")
+        out.append(Source(name, manifest, split=split, root=root, media=media, origin=source))
+    return out
+
+
 def load_source(src: Source) -> tuple[pd.DataFrame, Path | None]:
-    """The source's manifest rows (filtered by media if asked) and the path it came from."""
+    """The source's manifest rows (filtered by media and origin if asked, holdout fold left out) and the path it
+    came from."""
     if isinstance(src.manifest, pd.DataFrame):
         df, path = src.manifest, None
     else:
@@ -125,6 +142,8 @@ def load_source(src: Source) -> tuple[pd.DataFrame, Path | None]:
         df = mf.read(path)
     if src.media:
         df = df[df["media"] == src.media]
+    if src.origin:
+        df = df[df["source"] == src.origin]
     if src.holdout:
         df = df[~Holdout.parse(src.holdout).held_out(df)]
     return df, path

@@ -24,7 +24,7 @@ import yaml
 from rich.console import Console
 from torch import nn
 
-from curate.core.manifest import find_data_root, usable_rows
+from curate.core.manifest import media_paths, split_counts, usable_rows
 from trainers import distributed as ddp
 from trainers.checkpoint import read_checkpoint
 from trainers.config import ConfigError, build_model
@@ -78,13 +78,20 @@ def _build_source(src: Source, space: LabelSpace, pipes, data: Mapping[str, Any]
                   ) -> tuple[ClipDataset, dict[str, int]]:
     df, path = load_source(src)
     rows, skipped = usable_rows(df, src.split)
+    if rows.empty:
+        where = f"{path}" if path is not None else "its rows"
+        option = "--split / --val-split" if src.name in ("target", "val") else f"the split= key of --source {src.name}"
+        raise ConfigError(f"source {src.name!r}: no usable rows (status ok, with a file) in split {src.split!r} of "
+                          f"{where}; its splits: {split_counts(df)}; choose one with {option}"
+                          + ("" if src.name != "target" or not (df["split"] == "web").any() else
+                             ", or merge it with a target first (curate merge TARGET WEB -o OMNI)"))
     labels = space.index(rows)
     if (labels < 0).any():
         skipped["no class"] = int((labels < 0).sum())
         rows, labels = rows[labels >= 0].reset_index(drop=True), labels[labels >= 0]
-    root = src.root or (find_data_root(path, df) if path is not None else ".")
+    files = rows.assign(path=media_paths(rows, path, src.root))
     first = next(iter(streams(data).values()))
-    ds = ClipDataset(rows, root, pipes, labels, pseudo=src.pseudo or first["pseudo"],
+    ds = ClipDataset(files, ".", pipes, labels, pseudo=src.pseudo or first["pseudo"],
                      pseudo_strength=float(first["pseudo_strength"]), cache_bytes=cache_bytes)
     return ds, skipped
 
@@ -214,8 +221,8 @@ def _train(cfg: Mapping[str, Any], sources: Sequence[Source], out: Path, val: So
     if val is not None and rank.main:
         vdf, vpath = load_source(val)
         vrows, skipped["val"] = usable_rows(vdf, val.split)
-        vroot = val.root or (find_data_root(vpath, vdf) if vpath is not None else ".")
-        vds = eval_dataset(vrows, vroot, data, space, cache_bytes=cache_bytes)
+        vds = eval_dataset(vrows.assign(path=media_paths(vrows, vpath, val.root)), ".", data, space,
+                           cache_bytes=cache_bytes)
         val_loader = make_loader([vds], SequentialBatchSampler(len(vds), s.batch_size), s.workers, s.seed)
         amp = device.type == "cuda" if s.amp is None else bool(s.amp)
 

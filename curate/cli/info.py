@@ -27,6 +27,16 @@ def info(manifest_path: str, as_json: bool, top: int) -> None:
     con = Console()
     con.print(f"[bold]{manifest_path}[/]: {s['rows']} rows, {s['bytes'] / 1e6:.1f} MB, "
               f"{s['duration_s'] / 60:.1f} min of video")
+    roots = mf.data_roots(manifest_path)
+    meta = mf.read_metadata(manifest_path)
+    if roots is not None:
+        folders, by_source = roots
+        for name, folder in folders.items():
+            owned = sorted(s for s, n in by_source.items() if n == name)
+            con.print(f"data root {name} = {folder} ({', '.join(owned)}; re-point with --data-root {name}=PATH)",
+                      highlight=False, soft_wrap=True)
+    elif meta.get("data_root"):
+        con.print(f"data root = {meta['data_root']}", highlight=False, soft_wrap=True)
     for key in ("source", "split", "media", "status", "error"):
         if not s[key]:
             continue

@@ -21,7 +21,8 @@ def _bundled() -> str:
 
 @click.command()
 @click.argument("manifest_path", metavar="MANIFEST", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--model", "model_name", default=None, help="A bundled model config (recipes/models/NAME.yaml).")
+@click.option("--model", "model_name", default=None,
+              help="A bundled model config (recipes/models/NAME.yaml); default tsn_r50 when --config is not given.")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A model/training YAML of your own (model:, data:, schedule:; `_base_:` allowed).")
 @click.option("--tiny", is_flag=True, help="Merge the config's `tiny:` section: a CPU-sized version of the model.")
@@ -40,9 +41,10 @@ def _bundled() -> str:
               help="A FineGym benchmark on an elements manifest (`curate gym import`): its official label ids "
                    "(99 or 288 classes, present or not), its train/val split files; best.pt by mean class "
                    "accuracy, the paper's metric.")
-@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder the manifest's paths are relative to (default: its data_root metadata, else found "
-                   "next to the manifest).")
+@click.option("--data-root", "data_roots", multiple=True, metavar="PATH|NAME=PATH",
+              help="Folder the manifest's paths are relative to (default: its data_root metadata, else found next to "
+                   "the manifest), or NAME=PATH to re-point one named root of a merged manifest whose folder moved "
+                   "(`curate info` lists them). Repeatable.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder (default: runs/<model name>).")
 @click.option("--epochs", type=int, default=None, help="Epochs over the target split.")
@@ -81,7 +83,7 @@ def _bundled() -> str:
 @click.pass_context
 def train(ctx: click.Context, manifest_path: Path, model_name: str | None, config_file: Path | None, tiny: bool,
           sources: tuple[str, ...],
-          split: str, val_split: str, level: str | None, subset: str | None, data_root: Path | None, out: Path | None,
+          split: str, val_split: str, level: str | None, subset: str | None, data_roots: tuple[str, ...], out: Path | None,
           epochs: int | None, batch_size: int | None, lr: float | None, optimizer: str | None, clip_len: int | None,
           frame_interval: int | None, num_clips: int | None, size: int | None, pretrained: str | None,
           init: Path | None, freeze_backbone: bool | None, backbone_lr_mult: float | None,
@@ -97,7 +99,13 @@ def train(ctx: click.Context, manifest_path: Path, model_name: str | None, confi
     OUT/curve.png and OUT/config.yaml. Both checkpoints load with trainers.checkpoint.load_checkpoint.
 
     \b
+    A merged manifest (`curate merge`) trains as OmniSource does with no other option: its train split is the
+    target, its web rows become one auxiliary source per manifest source and media, each mixed in with the
+    --source defaults (share 1, weight 1); --source replaces them.
+
+    \b
     Examples:
+      curate train manifests/omni.parquet                      # tsn_r50; target + web sources, mixed
       curate train world/manifests/target.parquet --model tsn_r50 --tiny --size 64 --epochs 20
       curate train target.parquet --model slowonly_r50 --source web=web.parquet:share=0.5,power=0.5
       curate train target.parquet --model tsm_r50 --nproc-per-node 8        # DDP on 8 GPUs (torchrun)
@@ -117,12 +125,15 @@ def train(ctx: click.Context, manifest_path: Path, model_name: str | None, confi
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parents[2]),
                                                                         os.environ.get("PYTHONPATH")]))}
         ctx.exit(subprocess.call(cmd, env=env))
-    from trainers.sources import Source, parse_source
+    from trainers.schedule import Schedule
+    from trainers.sources import Source, auxiliary_sources, parse_source
     from trainers.train import make_config
     from trainers.train import train as run
 
-    if bool(model_name) == bool(config_file):
-        raise click.UsageError(f"give exactly one of --model NAME or --config FILE (bundled models: {_bundled()})")
+    if model_name and config_file:
+        raise click.UsageError(f"give one of --model NAME or --config FILE (bundled models: {_bundled()})")
+    model_name = model_name or (None if config_file else DEFAULT_MODEL)
+    data_root = _roots(data_roots)
     con = Console()
     try:
         base = make_config(model_name or config_file, tiny=tiny)
@@ -146,6 +157,8 @@ def train(ctx: click.Context, manifest_path: Path, model_name: str | None, confi
             cfg["schedule"] = {**cfg["schedule"], "level": "label", "best_metric": "mean_class_acc"}
         target = Source("target", rows, split=split, root=data_root)
         aux = [parse_source(s, default_name=f"aux{i + 1}") for i, s in enumerate(sources)]
+        if not sources and not subset:   # a merged (OmniSource) manifest: its web rows, one source per kind
+            aux = auxiliary_sources(mf.read(manifest_path), manifest_path, data_root)
         val = None if val_split.lower() == "none" else Source("val", rows, split=val_split, root=data_root)
         if val is not None and not ((mf.read(rows) if subset is None else rows)["split"] == val_split).any():
             con.print(f"[yellow]no rows in split {val_split!r}: training without validation[/]")
@@ -156,10 +169,24 @@ def train(ctx: click.Context, manifest_path: Path, model_name: str | None, confi
     except (ConfigError, CheckpointError, mf.ManifestError, FileNotFoundError, GymError) as exc:
         raise click.ClickException(str(exc)) from exc
     if distributed.from_env().main:
-        _train_summary(con, result)
+        _train_summary(con, result, [target, *aux], Schedule.from_config(cfg.get("schedule")).batch_size)
 
 
-def _gym_subset(path: Path, subset: str, data_root: Path | None):
+DEFAULT_MODEL = "tsn_r50"
+
+
+def _roots(values: tuple[str, ...]) -> str | dict[str, str] | None:
+    """--data-root values: one folder, or NAME=PATH re-pointing named roots (several allowed)."""
+    if not values:
+        return None
+    named = dict(v.split("=", 1) for v in values if "=" in v)
+    plain = [v for v in values if "=" not in v]
+    if plain and (named or len(plain) > 1):
+        raise click.UsageError("--data-root takes one PATH, or NAME=PATH once per root to re-point")
+    return plain[0] if plain else named
+
+
+def _gym_subset(path: Path, subset: str, data_root: str | dict[str, str] | None):
     """(rows, class names, data root) of a FineGym benchmark subset of an elements manifest."""
     from curate.core import manifest as mf
     from curate.formats import finegym as fg
@@ -169,7 +196,7 @@ def _gym_subset(path: Path, subset: str, data_root: Path | None):
         raise click.ClickException(f"{path} is not a FineGym elements manifest (`curate gym import` writes one): "
                                    "--subset needs its categories")
     rows, names = fg.subset_rows(mf.read(path), fg.categories_from_json(meta["gym_categories"]), subset)
-    return rows, names, data_root or mf.find_data_root(path, rows)
+    return rows, names, data_root or str(mf.find_data_root(path, rows))
 
 
 def _forward_args(ctx: click.Context, skip: tuple[str, ...]) -> list[str]:
@@ -189,13 +216,18 @@ def _forward_args(ctx: click.Context, skip: tuple[str, ...]) -> list[str]:
     return args
 
 
-def _train_summary(con: Console, r) -> None:
-    t = Table(title="sources", title_justify="left", show_edge=False)
-    for col in ("source", "rows used", "skipped"):
-        t.add_column(col)
-    for name, n in r.rows.items():
-        t.add_row(name, str(n), ", ".join(f"{k} {v}" for k, v in r.skipped.get(name, {}).items()) or "-")
-    con.print(t)
+def _train_summary(con: Console, r, sources: list, batch: int) -> None:
+    """What was mixed and how (per source: rows, clips per iteration, loss weight, class re-balancing), then the
+    best validation metrics and the files written."""
+    con.print("[bold]sources mixed in every iteration[/] (config.yaml has them too):")
+    for i, src in enumerate(sources):
+        rows = ", ".join(x for x in (f"split {src.split or 'all'}", src.media and f"{src.media}s",
+                                     src.origin and f"source {src.origin}") if x)
+        skipped = ", ".join(f"{k} {v}" for k, v in r.skipped.get(src.name, {}).items())
+        con.print(f"  {src.name}: {rows}; {r.rows.get(src.name, 0)} rows used, "
+                  f"{batch if i == 0 else src.batch_size(batch)} clips per iteration, loss weight {src.weight:g}"
+                  + ("" if src.power is None else f", class power {src.power:g}")
+                  + (f"; skipped {skipped}" if skipped else ""), highlight=False, soft_wrap=True)
     if r.metrics:
         con.print("best validation: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
                                                    for k, v in r.metrics.items()))
@@ -212,14 +244,14 @@ def _train_summary(con: Console, r) -> None:
 @click.option("--views", default=None, metavar="CLIPSxCROPS",
               help="Test views, e.g. 10x3 (10 clips x ThreeCrop) or 25x10 for 2D TenCrop; default: the "
                    "checkpoint's (1x1 unless its config says otherwise).")
-@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder the manifest's paths are relative to.")
+@click.option("--data-root", "data_roots", multiple=True, metavar="PATH|NAME=PATH",
+              help="Folder the manifest's paths are relative to, or NAME=PATH re-pointing a merged manifest's root.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where metrics.json, predictions.parquet and confusion.png go (default: next to CHECKPOINT).")
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option("--workers", type=int, default=0, show_default=True)
 @click.option("--device", default=None, help="cpu, cuda, ... (default: cuda when present).")
-def evaluate(checkpoint: Path, manifest_path: Path, split: str, views: str | None, data_root: Path | None,
+def evaluate(checkpoint: Path, manifest_path: Path, split: str, views: str | None, data_roots: tuple[str, ...],
              out: Path | None, batch_size: int, workers: int, device: str | None) -> None:
     """Score MANIFEST's split with CHECKPOINT: top-1, top-5, mean class accuracy (and set/event accuracy when
     the classes form a hierarchy), a confusion matrix PNG and per-clip predictions."""
@@ -236,7 +268,7 @@ def evaluate(checkpoint: Path, manifest_path: Path, split: str, views: str | Non
                       console=con, transient=True) as bar:
             task = bar.add_task("eval", total=None)
             result = evaluate_checkpoint(checkpoint, manifest_path, None if split == "all" else split, views,
-                                         data_root, out, batch_size, workers, device,
+                                         _roots(data_roots), out, batch_size, workers, device,
                                          progress=lambda done, total: bar.update(task, completed=done, total=total))
     except (ConfigError, CheckpointError, mf.ManifestError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc

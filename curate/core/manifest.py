@@ -341,17 +341,71 @@ def dumps_summary(df: pd.DataFrame) -> str:
 
 def find_data_root(path: Path, df: pd.DataFrame, given: str | Path | None = None) -> Path:
     """--data-root, else the manifest's `data_root` metadata, else the nearest of the manifest's folder and its
-    parents that holds the first usable row's file."""
+    parents that holds the first usable row's file. A manifest spanning several roots has no one root: refused."""
     if given:
         return Path(given)
-    meta = read_metadata(path).get("data_root")
-    if meta:
-        return Path(meta)
+    meta = read_metadata(path)
+    if "data_roots" in meta:
+        raise ManifestError([f"its rows live under several data roots ({', '.join(json.loads(meta['data_roots']))}); "
+                             "this command needs one: give --data-root, or run it on the manifests it was merged "
+                             "from"], path)
+    if meta.get("data_root"):
+        return Path(meta["data_root"])
     rel = next((p for p in df.loc[df["status"] == "ok", "path"].dropna()), None)
     for root in [path.parent, *path.parent.parents]:
         if rel is None or (root / rel).exists():
             return root
     raise FileNotFoundError(f"{path}: cannot find the data root holding {rel!r}; pass --data-root")
+
+
+Roots = str | os.PathLike | Mapping[str, str]
+
+
+def data_roots(path: str | os.PathLike) -> tuple[dict[str, str], dict[str, str]] | None:
+    """A manifest's named data roots, (NAME -> folder, source -> NAME) from its metadata, or None for a manifest of
+    one root (`data_root`)."""
+    meta = read_metadata(path)
+    if "data_roots" not in meta:
+        return None
+    return json.loads(meta["data_roots"]), json.loads(meta.get("source_roots", "{}"))
+
+
+def media_paths(df: pd.DataFrame, path: str | os.PathLike | None, root: Roots | None = None) -> pd.Series:
+    """Each row's file as an absolute path (None where the row has no file). root: one folder for every row, or a
+    mapping NAME -> folder that re-points some of the manifest's named roots (a moved crawl: {'web': '/new'}); by
+    default the manifest's own roots: its named roots by row source (metadata `data_roots`, `source_roots`), else its
+    one root (find_data_root; its name, for re-pointing, is 'data')."""
+    moved = dict(root) if isinstance(root, Mapping) else {}
+    named = data_roots(path) if path is not None and not isinstance(root, (str, os.PathLike)) else None
+    if named is None:
+        one = root if isinstance(root, (str, os.PathLike)) else moved.pop("data", None)
+        if moved:
+            raise ManifestError([f"no data roots named {sorted(moved)}: it has one root, named 'data'"], path)
+        base = Path(one) if one else (find_data_root(Path(path), df) if path is not None else Path("."))
+        by_row = pd.Series(str(base.resolve()), index=df.index)
+    else:
+        folders, by_source = named
+        unknown = sorted(set(moved) - set(folders))
+        if unknown:
+            raise ManifestError([f"no data roots named {unknown}: its roots are {sorted(folders)}"], path)
+        folders = {**folders, **{k: str(Path(v).resolve()) for k, v in moved.items()}}
+        lost = sorted(set(df["source"].dropna()) - set(by_source))
+        if lost:
+            raise ManifestError([f"rows of source(s) {lost} belong to none of its data roots {sorted(folders)}"], path)
+        by_row = df["source"].map(lambda s: folders[by_source[s]])
+    rel = df["path"]
+    return pd.Series([None if pd.isna(r) else str(Path(b) / r) for b, r in zip(by_row, rel)], index=df.index,
+                     dtype=object)
+
+
+def split_counts(df: pd.DataFrame) -> str:
+    """'train 80 ok, val 40 ok, web 420 ok of 671': usable rows per split (of all, where some are not)."""
+    ok = (df["status"] == "ok") & df["path"].notna()
+    parts = []
+    for split, n in df["split"].fillna("(none)").value_counts(sort=False).sort_index().items():
+        good = int(ok[df["split"].fillna("(none)") == split].sum())
+        parts.append(f"{split} {good} ok" + (f" of {n}" if good != n else ""))
+    return ", ".join(parts) or "none (no rows)"
 
 
 def usable_rows(df: pd.DataFrame, split: str | None = None) -> tuple[pd.DataFrame, dict[str, int]]:
