@@ -38,8 +38,9 @@ def crawl(tiny_world, web_rows, tmp_path):
 def test_merge_keeps_the_target_adds_the_kept_web_rows_and_refuses_collisions(tiny_world, crawl, tmp_path):
     web, root = crawl
     target = mf.read(tiny_world.target_manifest)
-    leak = mf.read(web).iloc[[5]].assign(sha256=target.loc[target["split"] == "test", "sha256"].iloc[0])
-    extra = mf.write(leak.assign(item_id="f" * 16), tmp_path / "leak.parquet", {"data_root": str(root)})
+    leak = mf.read(web).iloc[[5, 6]].assign(sha256=target.loc[target["split"] == "test", "sha256"].iloc[0])
+    leak = leak.assign(item_id=["f" * 16, "e" * 16], split=["web", "val"])    # a copy of a test item; a crawled val row
+    extra = mf.write(leak, tmp_path / "leak.parquet", {"data_root": str(root)})
     out = run("merge", tiny_world.target_manifest, web, extra, "-o", tmp_path / "omni.parquet")
     omni = mf.read(tmp_path / "omni.parquet")
     usable = mf.read(web)
@@ -49,6 +50,7 @@ def test_merge_keeps_the_target_adds_the_kept_web_rows_and_refuses_collisions(ti
     assert set(omni.iloc[len(target):]["split"]) == {"web"}
     unusable = len(mf.read(web)) - len(usable)                  # 3 the filter dropped, and the crawl's failures
     assert f"refused {unusable} web rows: not usable" in out and "refused 1 web rows: same content as a val" in out
+    assert "refused 1 web rows: a target split" in out
     folders, by_source = mf.data_roots(tmp_path / "omni.parquet")
     assert folders == {"target": str(tiny_world.root.resolve()), "web.filtered": str(root.resolve())}
     assert by_source["web_image"] == "web.filtered" and set(by_source) >= set(omni["source"])

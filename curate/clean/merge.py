@@ -2,9 +2,10 @@
 keep living under their own data roots (named in the metadata, re-pointed by name when a folder moves).
 
 Web rows come in when they are usable (status ok, with a file; not the pseudo-video mp4s made for inspection), of a
-target class (label ids re-numbered by name to the target's), and collide with no target row: an item id the target
-has, or the content (sha256) of a val/test item, is refused and counted. They keep their lineage columns and their
-split (`web`; a web row claiming train/val/test becomes `web`, since only the target defines those).
+target class (label ids re-numbered by name to the target's), of a split other than train/val/test (only the target
+defines those: a crawl's own copy of the target, fetched from its CSV, stays out), and collide with no target row:
+an item id the target has, or the content (sha256) of a val/test item, is refused and counted. They keep their
+lineage columns and their split (`web`).
 """
 from __future__ import annotations
 
@@ -67,6 +68,9 @@ def merge(target: str | Path, web: Sequence[str | Path]) -> MergeReport:
         usable = (df["status"] == "ok") & df["path"].notna() & (df["source"] != "pseudo")
         refuse("not usable (not ok, no file, or an inspection pseudo-video)", (~usable).sum())
         df = df[usable]
+        own = df["split"].isin(TARGET_SPLITS)
+        refuse("a target split (train/val/test) of a web manifest", own.sum())
+        df = df[~own]
         known = df["label"].isin(classes.index)
         refuse("label not a target class", (~known).sum())
         df = df[known]
@@ -77,7 +81,6 @@ def merge(target: str | Path, web: Sequence[str | Path]) -> MergeReport:
         refuse("same content as a val/test item", copy.sum())
         df = df[~copy].drop_duplicates("item_id").copy()
         df["label_id"] = df["label"].map(classes).astype("Int32")
-        df.loc[df["split"].isin(TARGET_SPLITS), "split"] = "web"
         for source in df["source"].unique():
             root_name = its_sources[source]
             folder = its_roots[root_name]
