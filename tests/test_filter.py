@@ -1,6 +1,7 @@
 """curate filter on the demo world: class matching, teacher scoring with resume, keep rules, precision/recall
 against the world's truth, cheap filters on planted videos, clips cut from an untrimmed video, the command."""
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -322,7 +323,16 @@ def test_filter_command_dry_run_then_real_then_rerun(web_rows, tiny_teacher, tin
     image = media.read_image(tiny_world.root / df.set_index("item_id").at[first["parent_id"], "path"]).astype(int)
     assert np.abs(clip[0] - image).mean() < 6 < np.abs(clip[-1] - image).mean()  # H(0) = identity, then it moves
     assert list((tmp_path / "kept_plots").glob("scores_*.png")) and (tmp_path / "kept_plots" / "extremes.png").exists()
-    again = CliRunner().invoke(cli, args)
-    assert again.exit_code == 0 and "scored 0 rows" in again.output and "rules removed: threshold 0" in again.output
+    removed = int(re.search(r"rules removed: threshold (\d+)", real.output)[1])
+    again = CliRunner().invoke(cli, args)                  # scores reused, the rules decide again: the same rows
+    assert again.exit_code == 0 and "scored 0 rows" in again.output
+    assert f"rules removed: threshold {removed}" in again.output and removed > 0
     assert "pseudo-videos (moving): 0 written" in again.output
     pd.testing.assert_frame_equal(mf.read(out), df)
+    relative = [a if a != "--threshold" else "--relative" for a in args[:-2]]
+    relative[relative.index("--relative") + 1] = "0.7"
+    first = CliRunner().invoke(cli, [*relative, "--out", str(tmp_path / "rel.parquet")])
+    kept = mf.read(tmp_path / "rel.parquet")["status"].value_counts().to_dict()
+    rerun = CliRunner().invoke(cli, [*relative, "--out", str(tmp_path / "rel.parquet")])
+    assert first.exit_code == rerun.exit_code == 0
+    assert mf.read(tmp_path / "rel.parquet")["status"].value_counts().to_dict() == kept   # not cut deeper

@@ -119,6 +119,21 @@ def apply_rules(df: pd.DataFrame, rules: KeepRules) -> tuple[pd.DataFrame, dict[
     return df, removed
 
 
+RULE_CODES = ("teacher_low", "teacher_mismatch")
+
+
+def resumed(df: pd.DataFrame, previous: pd.DataFrame) -> pd.DataFrame:
+    """The input rows with an earlier run's work on them (cheap checks, scores, clips) but not its keep decisions:
+    rows the keep rules rejected get their input status back, so the rules decide again over the same rows and a
+    rerun keeps what the first run kept (a relative rule applied twice would otherwise cut deeper)."""
+    merged = mf.upsert(df, previous)
+    undo = merged["error"].map(mf.error_code).isin(RULE_CODES) & merged["item_id"].isin(df["item_id"])
+    before = df.drop_duplicates("item_id").set_index("item_id")
+    for col in ("status", "error"):
+        merged.loc[undo, col] = merged.loc[undo, "item_id"].map(before[col])
+    return merged
+
+
 def dry_run_table(df: pd.DataFrame, rules: KeepRules) -> pd.DataFrame:
     """Per class: candidates, rows each rule alone would keep, rows all rules keep."""
     cand = df[candidates(df)]

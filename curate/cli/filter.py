@@ -86,7 +86,7 @@ def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: tuple[P
           --image-views 1x10
     """
     from curate.clean.cheap import CheapRules
-    from curate.clean.filter import KeepRules, filter_manifest, plot_extremes, plot_scores
+    from curate.clean.filter import KeepRules, filter_manifest, plot_extremes, plot_scores, resumed
     from curate.clean.teacher import read_mapping, teachers_from_args
     from curate.core import manifest as mf
     from curate.core.manifest import find_data_root
@@ -102,8 +102,8 @@ def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: tuple[P
         df = mf.read(manifest_path)
         root = find_data_root(manifest_path, df, data_root)
         if out.exists():
-            df = mf.upsert(df, mf.read(out))
-            con.print(f"resuming from {out}")
+            df = resumed(df, mf.read(out))
+            con.print(f"resuming from {out}: its scores are reused, its rules applied again")
         both = [teacher] if teacher else []
         teachers = teachers_from_args(list(image_teacher) or both, list(video_teacher) or both, device,
                                       {"image": image_views, "video": video_views})

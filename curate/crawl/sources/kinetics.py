@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from curate.core import manifest as mf
+from curate.crawl.fetch import FetchError
 from curate.crawl.plan import PlanContext, frame, source_of
 from curate.crawl.recipe import RecipeError, SourceSpec, TargetSpec
 from curate.formats import kinetics
@@ -47,7 +48,10 @@ def read_csv(files: list[str], i: int, ctx: PlanContext, where: str) -> pd.DataF
     if "://" in path:
         if not ctx.need_file(path):
             return None
-        data = io.StringIO(ctx.http.get_text(path, what=f"csv:{path}"))
+        try:
+            data = io.StringIO(ctx.http.get_text(path, what=f"csv:{path}"))
+        except FetchError as exc:
+            raise RecipeError(f"{where}[{i}]: cannot fetch {path}: {exc} (is the site up?)") from exc
     elif not Path(path).is_file():
         raise RecipeError(f"{where}[{i}]: no file {path}" + (
             f" (relative paths are read from {ctx.recipe.base_dir})" if not Path(files[i]).is_absolute() else ""))
