@@ -60,3 +60,36 @@ def _split_command(dataset: str, name: str, layout: str) -> None:
 
 _split_command("ucf101", "UCF101", "classInd.txt, trainlist0N.txt and testlist0N.txt")
 _split_command("hmdb51", "HMDB51", "<class>_test_splitN.txt files (1 = train, 2 = test, 0 = unused)")
+
+
+@import_group.command("activitynet")
+@click.argument("annotations", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@VIDEOS
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for videos.parquet and segments.parquet.")
+def activitynet(annotations: Path, video_root: Path | None, out: Path) -> None:
+    """Import ActivityNet v1.3 (activity_net.v1-3.min.json) into OUT/videos.parquet and OUT/segments.parquet.
+
+    \b
+    videos.parquet: a row per video (source youtube, source_id = the JSON's video id, split train / val /
+      test, duration_s, label when all its segments share one); --videos finds <id>.* or v_<id>.*.
+    segments.parquet: a row per annotated segment (parent_id = its video's item_id, start_s / end_s).
+    label_id: index of the label among the taxonomy's leaf names, sorted.
+    Then, for BMN on the released JSON:
+      curate probe OUT/videos.parquet
+      curate features CHECKPOINT OUT/videos.parquet -o FEATS
+      curate localize train-bmn FEATS ANNOTATIONS -o RUN
+    """
+    from curate.formats import activitynet as anet
+
+    try:
+        release = anet.read_release(annotations)
+    except FileFormatError as exc:
+        raise _fail(exc) from exc
+    videos, segments = anet.to_manifests(release, video_root)
+    meta = {"dataset": "activitynet", "version": release.version, "data_root": str(video_root or "")}
+    _write(videos, out / "videos.parquet", meta)
+    _write(segments, out / "segments.parquet", meta)
+    found = sum(len(v.annotations) for v in release.database.values())
+    click.echo(f"{len(release.classes())} classes in the taxonomy; {found} annotations, {found - len(segments)} "
+               "empty or repeated ones left out")

@@ -104,6 +104,8 @@ def train_bmn(features_dir: Path, annotations: Path, out: Path, model_name: str,
     import numpy as np
 
     from curate.clean.features import load_features, read_index
+    from curate.core.files import FileFormatError
+    from curate.formats.activitynet import by_video, read_activitynet
     from trainers.config import ConfigError
     from trainers.localization import evaluate_localizer, load_localizer, train_localizer
     from trainers.train import make_config
@@ -111,15 +113,22 @@ def train_bmn(features_dir: Path, annotations: Path, out: Path, model_name: str,
     feats = load_features(features_dir)
     if not feats:
         raise click.ClickException(f"{features_dir} holds no features (run `curate features` first)")
+    try:
+        db = read_activitynet(annotations)
+    except FileFormatError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not by_video(db, feats):
+        raise click.ClickException(f"none of the {len(db)} videos of {annotations} has features in {features_dir} "
+                                   "(features are keyed by video id or by the item_id of `curate import activitynet`)")
     dim, length = next(iter(feats.values())).shape
     try:
         cfg = make_config(model_name, tiny, sets, {"model": {"feat_dim": int(dim), "temporal_dim": int(length)}})
-        result = train_localizer(cfg, feats, annotations, out, resume=resume, device=device)
+        result = train_localizer(cfg, feats, db, out, resume=resume, device=device)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     model, _ = load_localizer(result.last)
     scores = {r.item_id: np.asarray(r.scores) for r in read_index(features_dir).itertuples()}
-    metrics = evaluate_localizer(model, feats, annotations, "validation", scores, out / "eval")
+    metrics = evaluate_localizer(model, feats, db, "validation", scores, out / "eval")
     Console().print(_table(f"BMN, validation ({result.seconds:.0f}s training)", metrics))
 
 
