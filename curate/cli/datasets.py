@@ -93,3 +93,31 @@ def activitynet(annotations: Path, video_root: Path | None, out: Path) -> None:
     found = sum(len(v.annotations) for v in release.database.values())
     click.echo(f"{len(release.classes())} classes in the taxonomy; {found} annotations, {found - len(segments)} "
                "empty or repeated ones left out")
+
+
+@import_group.command("ava")
+@click.argument("ava_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@VIDEOS
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for videos.parquet (default: AVA_DIR, where `curate localize train-ava` looks for it).")
+def ava(ava_dir: Path, video_root: Path | None, out: Path | None) -> None:
+    """Check the AVA v2.2 files in AVA_DIR and list its movies in OUT/videos.parquet.
+
+    \b
+    AVA_DIR: ava_{train,val}_v2.2.csv, and when present ava_{train,val}_excluded_timestamps_v2.2.csv,
+    ava_action_list_v2.2.pbtxt, ava_action_list_v2.2_for_activitynet_2019.pbtxt and the proposals
+    ava_dense_proposals_{train,val}.FAIR.recall_93.9.pkl (read without running any code it names).
+    --videos finds the movies as <id>.*. Then:
+      curate probe AVA_DIR/videos.parquet
+      curate localize train-ava AVA_DIR --data-root VIDEOS -o RUN
+    """
+    from curate.formats.ava import import_folder
+
+    try:
+        df, counts = import_folder(ava_dir, video_root)
+    except (FileFormatError, FileNotFoundError) as exc:
+        raise _fail(exc) from exc
+    for split in ("train", "val"):
+        click.echo(f"{split}: " + ", ".join(f"{v} {k}" for k, v in counts[split].items()))
+    click.echo(f"action list: {counts['classes']} classes, {counts['evaluated']} evaluated")
+    _write(df, (out or ava_dir) / "videos.parquet", {"dataset": "ava", "data_root": str(video_root or "")})
