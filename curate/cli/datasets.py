@@ -121,3 +121,27 @@ def ava(ava_dir: Path, video_root: Path | None, out: Path | None) -> None:
         click.echo(f"{split}: " + ", ".join(f"{v} {k}" for k, v in counts[split].items()))
     click.echo(f"action list: {counts['classes']} classes, {counts['evaluated']} evaluated")
     _write(df, (out or ava_dir) / "videos.parquet", {"dataset": "ava", "data_root": str(video_root or "")})
+
+
+@import_group.command("sthv2")
+@click.argument("annot_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@VIDEOS
+@click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Labels file (default: ANNOT_DIR's something-something-v2-labels.json or labels.json, else the "
+                   "bundled copy of the 174 classes).")
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Manifest to write.")
+def sthv2(annot_dir: Path, video_root: Path | None, labels: Path | None, out: Path) -> None:
+    """Import Something-Something v2 (something-something-v2-{train,validation,test}.json) into a manifest.
+
+    \b
+    Rows: source local, path <id>.webm under --videos, label = the class text (the template without
+    brackets), label_id = its id in the labels file, split train / val / test (no labels), and the
+    entry's caption and placeholders.
+    """
+    from curate.formats.sthv2 import read_sthv2
+
+    try:
+        df = read_sthv2(annot_dir, video_root, labels)
+    except FileFormatError as exc:
+        raise _fail(exc) from exc
+    _write(df, out, {"dataset": "sthv2", "data_root": str(video_root or "")})
