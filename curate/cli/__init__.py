@@ -32,7 +32,7 @@ def cli() -> None:
 
 
 cli.add_command(_info.info)
-cli.add_command(_datasets.import_split)
+cli.add_command(_datasets.import_group)
 cli.add_command(_serve_web.serve_web)
 cli.add_command(_demo.demo)
 cli.add_command(_train.train)
