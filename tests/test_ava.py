@@ -21,8 +21,8 @@ def ava_files(locdet_world, tmp_path_factory):
 
 
 def test_csv_round_trips_are_identical(ava_files, tmp_path):
-    for kind, key in (("annotations", "train"), ("annotations", "val"), ("proposals", "proposals"),
-                      ("exclusions", "exclusions")):
+    for kind, key in (("annotations", "train"), ("annotations", "val"), ("proposals", "train_proposals"),
+                      ("exclusions", "val_exclusions")):
         first = ava.read_csv(ava_files[key], kind)
         again = ava.read_csv(ava.write_csv(first, tmp_path / f"{key}.csv", kind), kind)
         pd.testing.assert_frame_equal(first, again)
@@ -46,7 +46,7 @@ def test_bad_files_fail_clearly(tmp_path):
 
 def test_world_scenes_become_keyframes_with_truth_and_proposals(locdet_world, ava_files):
     train, val = ava.read_csv(ava_files["train"]), ava.read_csv(ava_files["val"])
-    props = ava.read_csv(ava_files["proposals"], "proposals")
+    props = ava.read_proposals(ava_files["val_proposals"])
     assert set(train["video_id"]).isdisjoint(val["video_id"]) and len(train) and len(val)
     boxes = pd.read_parquet(locdet_world.root / "truth" / "boxes.parquet")
     fps = 8.0

@@ -104,14 +104,15 @@ def test_activitynet_round_trip_and_events_to_elements(locdet_world, tmp_path):
     assert again == db and p1.read_bytes() == p2.read_bytes()
     doc = json.loads(p1.read_text())
     v = next(iter(doc["database"].values()))
-    assert {"duration_second", "annotations", "subset"} <= set(v) and "segment" in v["annotations"][0]
+    assert {"duration", "annotations", "subset", "resolution"} <= set(v) and "segment" in v["annotations"][0]
+    assert set(doc) == {"version", "taxonomy", "database"}
     ev = A.world_events_to_elements(locdet_world.root)
     events = pd.read_parquet(locdet_world.root / "truth" / "events.parquet")
     assert len(ev) == len(events)
     for vid in ev.values():
-        assert vid.annotations and all(0 <= a.start < a.end <= vid.duration_second for a in vid.annotations)
-    (tmp_path / "bad.json").write_text('{"database": {"x": {"duration_second": 3, "annotations": '
-                                       '[{"segment": [2, 1], "label": "a"}]}}}')
+        assert vid.annotations and all(0 <= a.start < a.end <= vid.duration for a in vid.annotations)
+    (tmp_path / "bad.json").write_text('{"database": {"x": {"duration_second": 3, "subset": "training", '
+                                       '"annotations": [{"segment": [2, 1], "label": "a"}]}}}')
     with pytest.raises(A.AnnotationError, match="x"):
         A.read_activitynet(tmp_path / "bad.json")
 

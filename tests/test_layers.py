@@ -108,7 +108,9 @@ def test_an_upward_or_sideways_import_is_named():
 
 def test_help_imports_neither_torch_nor_pandas():
     code = ("import sys\nfrom curate.cli import cli\n"
-            "for args in (['--help'], ['train', '--help'], ['filter', '--help'], ['gym', 'import', '--help']):\n"
+            "for args in (['--help'], ['train', '--help'], ['filter', '--help'], ['gym', 'import', '--help'],\n"
+            "             ['import', '--help'], ['import', 'activitynet', '--help'], ['import', 'ava', '--help'],\n"
+            "             ['import', 'sthv2', '--help'], ['import', 'ucf101', '--help']):\n"
             "    try:\n        cli(args)\n    except SystemExit:\n        pass\n"
             "print('LOADED', sorted(m for m in ('torch', 'pandas', 'pyarrow') if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)

@@ -64,18 +64,20 @@ class Keyframe:
 
 
 class KeyframeData:
-    """Keyframes of one subset with their decoded videos (uint8, resized), proposals and ground truth."""
+    """Keyframes of one subset with their decoded videos (uint8, resized), proposals and ground truth; `files` as
+    curate.formats.ava.find_files gives them."""
 
     def __init__(self, files: Mapping[str, Path], subset: str, num_classes: int, data: Mapping[str, Any],
                  root: str | Path):
         from curate import media
 
         self.data, self.num_classes = dict(data), num_classes
-        videos = pd.read_csv(files["videos"], dtype={"video_id": str})
+        videos = ava.read_videos(files["videos"])
         videos = videos[videos["subset"] == subset]
         gt = ava.read_csv(files[subset])
-        props = ava.read_csv(files["proposals"], "proposals")
-        excl = ava.read_csv(files["exclusions"], "exclusions") if "exclusions" in files else pd.DataFrame()
+        props = ava.read_proposals(files[f"{subset}_proposals"])
+        excl = ava.read_csv(files[f"{subset}_exclusions"], "exclusions") if f"{subset}_exclusions" in files \
+            else pd.DataFrame()
         self.excluded = {(str(v), round(float(t), 6)) for v, t in excl.itertuples(index=False)} if len(excl) else set()
         size = int(data["size"])
         self.frames, self.fps = {}, {}
@@ -232,7 +234,7 @@ def train_detector(cfg: Mapping[str, Any], files: Mapping[str, Path], root: str 
         def evaluate(m: nn.Module) -> dict[str, float]:
             return detection_metrics(val, predict_keyframes(m, val, s.batch_size, dev))
 
-        meta = {"task": "detection", "classes": [names[i] for i in sorted(names)], "data": data,
+        meta = {"task": "detection", "classes": [names.get(i, "") for i in range(1, num_classes + 1)], "data": data,
                 "keyframes": {"train": len(train), "val": len(val)}, "model": cfg["model"], "schedule": s.as_dict()}
         return Task(model, -(-len(train) // s.batch_size), batches, loss, ["loss"], meta,
                     fingerprint(s, model=cfg["model"], meta=meta), {**cfg, "schedule": s.as_dict()},

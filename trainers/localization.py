@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from curate.formats.activitynet import Video, read_activitynet, segments
+from curate.formats.activitynet import Video, by_video, read_activitynet, segments
 from trainers.config import build_from
 from trainers.distributed import Rank
 from trainers.loc_metrics import average_recall, temporal_map
@@ -82,7 +82,7 @@ class LocalizationData:
                  tscale: int, dscale: int):
         self.ids = sorted(k for k, v in db.items() if k in features and (subset is None or v.subset == subset))
         self.x = torch.as_tensor(np.stack([features[k] for k in self.ids])) if self.ids else torch.zeros(0)
-        segs = [np.array([[a.start / db[k].duration_second, a.end / db[k].duration_second]
+        segs = [np.array([[a.start / db[k].duration, a.end / db[k].duration]
                           for a in db[k].annotations]).reshape(-1, 2) for k in self.ids]
         self.targets = bmn_targets(segs, tscale, dscale) if self.ids else None
 
@@ -148,13 +148,15 @@ def proposal_metrics(db: Mapping[str, Video], proposals: Mapping[str, np.ndarray
 def train_localizer(cfg: Mapping[str, Any], features: Mapping[str, np.ndarray], annotations: str | Path | dict,
                     out: str | Path, *, resume: bool = False, device: str | None = None, progress: bool = True
                     ) -> FitResult:
-    """Fit cfg's localizer on the 'training' subset; validation AUC on 'validation' picks best.pt."""
+    """Fit cfg's localizer on the 'training' subset; validation AUC on 'validation' picks best.pt. Features are
+    keyed by the annotations' video ids or by their manifest item_ids (activitynet.by_video)."""
     from trainers.schedule import Schedule
 
     db = read_activitynet(annotations) if not isinstance(annotations, dict) else annotations
+    features = by_video(db, features)
     s = Schedule.from_config(cfg.get("schedule"))
     val_ids = sorted(k for k, v in db.items() if k in features and v.subset == "validation")
-    durations = {k: v.duration_second for k, v in db.items()}
+    durations = {k: v.duration for k, v in db.items()}
 
     def build(rank: Rank, dev: torch.device) -> Task:
         torch.manual_seed(s.seed)    # the same weights whatever ran before in this process
@@ -199,13 +201,14 @@ def evaluate_localizer(model: nn.Module, features: Mapping[str, np.ndarray], ann
     """Metrics on a subset (plus the uniform baseline's AUC); with out, proposals.json (ActivityNet results) and
     metrics.json."""
     db = read_activitynet(annotations) if not isinstance(annotations, dict) else annotations
+    features, scores = by_video(db, features), by_video(db, scores) if scores is not None else None
     ids = sorted(k for k, v in db.items() if k in features and v.subset == subset)
-    durations = {k: db[k].duration_second for k in ids}
+    durations = {k: db[k].duration for k in ids}
     labels = sorted({a.label for v in db.values() for a in v.annotations})
     props = propose(model, features, ids, durations, device=device)
     metrics = proposal_metrics(db, props, ids, scores, labels)
     train_len = [a.end - a.start for v in db.values() if v.subset == "training" for a in v.annotations]
-    frac = [(a.end - a.start) / v.duration_second for v in db.values() if v.subset == "training"
+    frac = [(a.end - a.start) / v.duration for v in db.values() if v.subset == "training"
             for a in v.annotations]
     if frac:
         base = proposal_metrics(db, uniform_proposals(durations, float(np.median(frac))), ids)

@@ -9,6 +9,7 @@ from curate.cli import datasets as _datasets
 from curate.cli import dedup as _dedup
 from curate.cli import demo as _demo
 from curate.cli import efficiency as _efficiency
+from curate.cli import export as _export
 from curate.cli import filter as _filter
 from curate.cli import gym as _gym
 from curate.cli import info as _info
@@ -32,7 +33,7 @@ def cli() -> None:
 
 
 cli.add_command(_info.info)
-cli.add_command(_datasets.import_split)
+cli.add_command(_datasets.import_group)
 cli.add_command(_serve_web.serve_web)
 cli.add_command(_demo.demo)
 cli.add_command(_train.train)
@@ -47,6 +48,7 @@ cli.add_command(_merge.merge_cmd)
 cli.add_command(_localize.features)
 cli.add_command(_localize.localize)
 cli.add_command(_efficiency.efficiency)
+cli.add_command(_export.export)
 
 
 def main() -> None:

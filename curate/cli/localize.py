@@ -88,7 +88,7 @@ def from_world(world: Path, out: Path) -> None:
     activitynet.write_activitynet(out / "events_to_elements.json", ev)
     files = ava.from_world(world, out / "ava")
     Console().print(f"{len(db)} videos ({sum(len(v.annotations) for v in db.values())} segments), {len(ev)} event "
-                    f"instances, AVA files: {', '.join(p.name for p in files.values())} under {out}")
+                    f"instances, AVA files: {', '.join(sorted({p.name for p in files.values()}))} under {out}")
 
 
 @localize.command("train-bmn")
@@ -104,6 +104,8 @@ def train_bmn(features_dir: Path, annotations: Path, out: Path, model_name: str,
     import numpy as np
 
     from curate.clean.features import load_features, read_index
+    from curate.core.files import FileFormatError
+    from curate.formats.activitynet import by_video, read_activitynet
     from trainers.config import ConfigError
     from trainers.localization import evaluate_localizer, load_localizer, train_localizer
     from trainers.train import make_config
@@ -111,15 +113,22 @@ def train_bmn(features_dir: Path, annotations: Path, out: Path, model_name: str,
     feats = load_features(features_dir)
     if not feats:
         raise click.ClickException(f"{features_dir} holds no features (run `curate features` first)")
+    try:
+        db = read_activitynet(annotations)
+    except FileFormatError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not by_video(db, feats):
+        raise click.ClickException(f"none of the {len(db)} videos of {annotations} has features in {features_dir} "
+                                   "(features are keyed by video id or by the item_id of `curate import activitynet`)")
     dim, length = next(iter(feats.values())).shape
     try:
         cfg = make_config(model_name, tiny, sets, {"model": {"feat_dim": int(dim), "temporal_dim": int(length)}})
-        result = train_localizer(cfg, feats, annotations, out, resume=resume, device=device)
+        result = train_localizer(cfg, feats, db, out, resume=resume, device=device)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     model, _ = load_localizer(result.last)
     scores = {r.item_id: np.asarray(r.scores) for r in read_index(features_dir).itertuples()}
-    metrics = evaluate_localizer(model, feats, annotations, "validation", scores, out / "eval")
+    metrics = evaluate_localizer(model, feats, db, "validation", scores, out / "eval")
     Console().print(_table(f"BMN, validation ({result.seconds:.0f}s training)", metrics))
 
 
@@ -144,22 +153,33 @@ def eval_bmn(checkpoint: Path, features_dir: Path, annotations: Path, subset: st
 
 
 def _ava_files(ava_dir: Path) -> dict[str, Path]:
-    return {k: ava_dir / f for k, f in (("train", "train.csv"), ("val", "val.csv"), ("proposals", "proposals.csv"),
-                                        ("exclusions", "exclusions.csv"), ("action_list", "action_list.pbtxt"),
-                                        ("videos", "videos.csv"))}
+    from curate.formats import ava
+
+    try:
+        return ava.find_files(ava_dir)
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @localize.command("train-ava")
 @click.argument("ava_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--data-root", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
-              help="Folder the paths in AVA_DIR/videos.csv are relative to.")
+              help="Folder the videos' paths are relative to.")
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--model", "model_name", default="slowonly_ava", show_default=True)
 @_with(MODEL_OPTIONS)
 def train_ava(ava_dir: Path, data_root: Path, out: Path, model_name: str, tiny: bool, sets: tuple[str, ...],
               resume: bool, device: str | None) -> None:
-    """Train a detector on AVA_DIR (train.csv, val.csv, proposals.csv, exclusions.csv, action_list.pbtxt,
-    videos.csv); report validation frame-mAP@0.5 against the class-prior baseline, predictions.csv in OUT."""
+    """Train a detector on AVA_DIR; report validation frame-mAP@0.5 against the class-prior baseline,
+    predictions.csv in OUT.
+
+    \b
+    AVA_DIR holds the official AVA v2.2 files (ava_{train,val}_v2.2.csv, ava_dense_proposals_{train,val}.FAIR.
+    recall_93.9.pkl, ava_{train,val}_excluded_timestamps_v2.2.csv, ava_action_list_v2.2.pbtxt) or the demo's
+    (train.csv, val.csv, proposals.csv, exclusions.csv, action_list.pbtxt), and the videos: videos.parquet from
+    `curate import ava AVA_DIR --videos MOVIES` then `curate probe AVA_DIR/videos.parquet`, or a videos.csv
+    (video_id, path, fps, frames, subset). Timestamps are seconds of each video file (the full movies).
+    """
     from curate.formats import ava
     from trainers.config import ConfigError
     from trainers.detection import class_prior, detection_metrics, load_detector, predict_keyframes, train_detector

@@ -76,3 +76,18 @@ def read_yaml(path: str | os.PathLike) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise FileFormatError(f"{path}: not valid YAML: {exc}") from exc
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """json.loads a file, with the file name (and line:column of a syntax error) in errors (FileFormatError)."""
+    import json
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise FileFormatError(f"{path}: cannot read ({exc.strerror})") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FileFormatError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg})") from exc

@@ -1,25 +1,37 @@
-"""ActivityNet-style temporal annotations: `{"version", "database": {video: {duration_second, subset, annotations:
-[{segment: [s, e], label}], ...}}}`. Import, export, and conversion of the demo world's untrimmed videos and of
-FineGym-style routines (events -> elements: one "video" per event instance, element segments relative to it).
+"""ActivityNet v1.3 temporal annotations as released (`activity_net.v1-3.min.json`), read and written in that format:
+
+    {"version": "VERSION 1.3",
+     "taxonomy": [{"nodeId": int, "nodeName": str, "parentId": int | null, "parentName": str | null}, ...],
+     "database": {video id: {"duration": s, "subset": "training" | "validation" | "testing", "resolution": "WxH",
+                             "url": str, "annotations": [{"segment": [start_s, end_s], "label": leaf nodeName}]}}}
+
+The MMAction2/BSN conversion (`duration_second`, a bare database mapping) reads too. The release becomes two
+manifests (videos, segments); the demo world's long videos and FineGym-style routines (events -> elements: one
+"video" per event instance) become releases.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
-from curate.core.files import write_text
+from curate.core import manifest as mf
+from curate.core.files import FileFormatError, read_json, write_text
+from curate.formats.local import by_stem, located
 
-SUBSETS = ("training", "validation", "testing")
-VERSION = "curate-activitynet/1"
+SUBSETS = {"training": "train", "validation": "val", "testing": "test"}   # subset -> manifest split
+VERSION = "curate-activitynet/2"
+SOURCE = "youtube"
+T = TypeVar("T")
 
 
-class AnnotationError(ValueError):
-    """A file that is not a usable ActivityNet-style annotation file; the message names the video and field."""
+class AnnotationError(FileFormatError):
+    """A file that is not a usable ActivityNet annotation file; the message names the file and the key path."""
 
 
 @dataclass
@@ -31,68 +43,191 @@ class Segment:
 
 @dataclass
 class Video:
-    duration_second: float
+    duration: float
     subset: str = "training"
     annotations: list[Segment] = field(default_factory=list)
-    fps: float | None = None
-    duration_frame: int | None = None
+    resolution: str | None = None
     url: str | None = None
 
 
-def _video_from_json(name: str, v: Any) -> Video:
-    if not isinstance(v, dict) or "duration_second" not in v and "duration" not in v:
-        raise AnnotationError(f"database[{name!r}]: expected an object with duration_second")
-    try:
-        duration = float(v.get("duration_second", v.get("duration")))
-        anns = []
-        for k, a in enumerate(v.get("annotations") or []):
-            s, e = (float(x) for x in a["segment"])
-            if not (0 <= s <= e):
-                raise AnnotationError(f"database[{name!r}].annotations[{k}]: segment {a['segment']} is not 0 <= s <= e")
-            anns.append(Segment(s, e, str(a["label"])))
-    except (KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, AnnotationError):
-            raise
-        raise AnnotationError(f"database[{name!r}]: {type(exc).__name__}: {exc}") from exc
-    subset = v.get("subset", "training")
+@dataclass(frozen=True)
+class Node:
+    """One taxonomy node; the classes are the leaves."""
+    node_id: int
+    name: str
+    parent_id: int | None = None
+    parent_name: str | None = None
+
+
+@dataclass
+class Release:
+    database: dict[str, Video]
+    taxonomy: list[Node] = field(default_factory=list)
+    version: str = VERSION
+
+    def classes(self) -> list[str]:
+        """The class list label_id indexes: the taxonomy's leaf names sorted (code-point order); without a
+        taxonomy, the annotations' labels sorted."""
+        parents = {n.parent_id for n in self.taxonomy}
+        leaves = {n.name for n in self.taxonomy if n.node_id not in parents}
+        return sorted(leaves or {a.label for v in self.database.values() for a in v.annotations})
+
+
+def _key(name: str) -> str:
+    return f"database[{json.dumps(name)}]"
+
+
+def _number(x: Any, where: str) -> float:
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise AnnotationError(f"{where}: expected a number, got {x!r}")
+    return float(x)
+
+
+def _video_from_json(name: str, v: Any, where: str) -> Video:
+    where = f"{where}: {_key(name)}"
+    if not isinstance(v, dict):
+        raise AnnotationError(f"{where}: expected an object, got {type(v).__name__}")
+    if "duration" not in v and "duration_second" not in v:
+        raise AnnotationError(f"{where}.duration: missing")
+    duration = _number(v["duration"] if "duration" in v else v["duration_second"], f"{where}.duration")
+    subset = v.get("subset")
     if subset not in SUBSETS:
-        raise AnnotationError(f"database[{name!r}].subset: {subset!r} is not one of {list(SUBSETS)}")
-    fps = v.get("fps")
-    frames = v.get("duration_frame")
-    return Video(duration, subset, anns, float(fps) if fps is not None else None,
-                 int(frames) if frames is not None else None, v.get("url"))
+        raise AnnotationError(f"{where}.subset: {subset!r} is not one of {list(SUBSETS)}")
+    anns = v.get("annotations", [])
+    if not isinstance(anns, list):
+        raise AnnotationError(f"{where}.annotations: expected a list, got {type(anns).__name__}")
+    segments = []
+    for k, a in enumerate(anns):
+        at = f"{where}.annotations[{k}]"
+        if not isinstance(a, dict) or not isinstance(a.get("label"), str):
+            raise AnnotationError(f"{at}: expected {{'segment': [start, end], 'label': str}}, got {a!r}")
+        seg = a.get("segment")
+        if not isinstance(seg, list) or len(seg) != 2:
+            raise AnnotationError(f"{at}.segment: expected [start, end], got {seg!r}")
+        s, e = (_number(x, f"{at}.segment") for x in seg)
+        if not 0 <= s <= e:
+            raise AnnotationError(f"{at}.segment: {seg} is not 0 <= start <= end")
+        segments.append(Segment(s, e, a["label"]))
+    for key in ("resolution", "url"):
+        if v.get(key) is not None and not isinstance(v[key], str):
+            raise AnnotationError(f"{where}.{key}: expected a string, got {v[key]!r}")
+    return Video(duration, subset, segments, v.get("resolution"), v.get("url"))
+
+
+def _taxonomy_from_json(nodes: Any, where: str) -> list[Node]:
+    if not isinstance(nodes, list):
+        raise AnnotationError(f"{where}: taxonomy: expected a list of nodes, got {type(nodes).__name__}")
+    out = []
+    for k, n in enumerate(nodes):
+        at = f"{where}: taxonomy[{k}]"
+        if not isinstance(n, dict):
+            raise AnnotationError(f"{at}: expected an object, got {n!r}")
+        for key, types in (("nodeId", (int,)), ("nodeName", (str,)), ("parentId", (int, type(None))),
+                           ("parentName", (str, type(None)))):
+            if key not in n or isinstance(n[key], bool) or not isinstance(n[key], types):
+                raise AnnotationError(f"{at}.{key}: missing or of the wrong type ({n.get(key)!r})")
+        out.append(Node(n["nodeId"], n["nodeName"], n["parentId"], n["parentName"]))
+    return out
+
+
+def read_release(path: str | Path) -> Release:
+    """The whole file: version, taxonomy (empty when absent) and video id -> Video; every label must be a leaf of
+    the taxonomy when there is one."""
+    doc = read_json(path)
+    if isinstance(doc, dict) and ("database" in doc or "version" in doc or "taxonomy" in doc):
+        if "database" not in doc:
+            raise AnnotationError(f"{path}: database: missing")
+        db, taxonomy, version = doc["database"], doc.get("taxonomy", []), doc.get("version", "")
+    else:   # MMAction2/BSN files are the database mapping alone
+        db, taxonomy, version = doc, [], ""
+    if not isinstance(db, dict):
+        raise AnnotationError(f"{path}: database: expected an object of videos, got {type(db).__name__}")
+    if not isinstance(version, str):
+        raise AnnotationError(f"{path}: version: expected a string, got {version!r}")
+    release = Release({str(k): _video_from_json(str(k), v, str(path)) for k, v in db.items()},
+                      _taxonomy_from_json(taxonomy, str(path)), version)
+    if release.taxonomy:
+        leaves = set(release.classes())
+        for name, v in release.database.items():
+            for k, a in enumerate(v.annotations):
+                if a.label not in leaves:
+                    raise AnnotationError(f"{path}: {_key(name)}.annotations[{k}].label: {a.label!r} is not a leaf "
+                                          "of the taxonomy")
+    return release
 
 
 def read_activitynet(path: str | Path) -> dict[str, Video]:
-    """video id -> Video from an ActivityNet-style JSON file (a bare `database` mapping is accepted too)."""
-    try:
-        doc = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as exc:
-        raise AnnotationError(f"{path}: not JSON ({exc})") from exc
-    db = doc.get("database", doc) if isinstance(doc, dict) else None
-    if not isinstance(db, dict):
-        raise AnnotationError(f"{path}: expected {{'database': {{video: {{...}}}}}}")
-    return {str(k): _video_from_json(str(k), v) for k, v in db.items()}
+    """video id -> Video from an ActivityNet JSON file."""
+    return read_release(path).database
 
 
-def to_json(db: dict[str, Video]) -> dict[str, Any]:
+def flat_taxonomy(labels: list[str]) -> list[Node]:
+    """A root (nodeId 0) with one leaf per label (ids from 1), for files written from a database alone."""
+    return [Node(0, "Root"), *(Node(i, name, 0, "Root") for i, name in enumerate(labels, 1))]
+
+
+def to_json(release: Release | Mapping[str, Video]) -> dict[str, Any]:
+    """The release as the official file's object (a bare database gets a flat taxonomy and VERSION)."""
+    if not isinstance(release, Release):
+        release = Release(dict(release))
+        release.taxonomy = flat_taxonomy(release.classes())
+    db = {}
+    for name, v in release.database.items():
+        entry: dict[str, Any] = {"duration": v.duration, "subset": v.subset}
+        entry.update({k: getattr(v, k) for k in ("resolution", "url") if getattr(v, k) is not None})
+        entry["annotations"] = [{"segment": [a.start, a.end], "label": a.label} for a in v.annotations]
+        db[name] = entry
+    taxonomy = [{"nodeId": n.node_id, "nodeName": n.name, "parentId": n.parent_id, "parentName": n.parent_name}
+                for n in release.taxonomy]
+    return {"version": release.version, "taxonomy": taxonomy, "database": db}
+
+
+def write_activitynet(path: str | Path, release: Release | Mapping[str, Video]) -> Path:
+    """Write atomically (temp file in the same folder, rename) in the official layout."""
+    return write_text(path, json.dumps(to_json(release), indent=1))
+
+
+def video_item_id(video: str) -> str:
+    """The manifest item_id of a whole ActivityNet video (a YouTube id)."""
+    return mf.item_id(SOURCE, video)
+
+
+def by_video(db: Mapping[str, Any], table: Mapping[str, T]) -> dict[str, T]:
+    """table's entries re-keyed by db's video ids: an entry is keyed by the video id itself (the demo world's files)
+    or by the video's manifest item_id (features of a manifest from `curate import activitynet`)."""
     out = {}
-    for name, v in db.items():
-        entry: dict[str, Any] = {"duration_second": v.duration_second, "subset": v.subset,
-                                 "annotations": [{"segment": [a.start, a.end], "label": a.label}
-                                                 for a in v.annotations]}
-        for key in ("fps", "duration_frame", "url"):
-            if getattr(v, key) is not None:
-                entry[key] = getattr(v, key)
-        if v.duration_frame is not None:
-            entry["feature_frame"] = v.duration_frame
-        out[name] = entry
-    return {"version": VERSION, "database": out}
+    for name in db:
+        key = name if name in table else video_item_id(name)
+        if key in table:
+            out[name] = table[key]
+    return out
 
 
-def write_activitynet(path: str | Path, db: dict[str, Video]) -> Path:
-    """Write atomically (temp file in the same folder, rename)."""
-    return write_text(path, json.dumps(to_json(db), indent=1))
+def to_manifests(release: Release, video_root: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(videos, segments). A video row is `ok` when `<id>.*` or `v_<id>.*` lies directly under video_root
+    (path relative to it), `failed: missing` when not, `planned` without video_root; its label is the label all its
+    segments share (null when they differ or there are none). A segment row (planned) is a clip of its video
+    (parent_id); empty segments and repeats of one span are left out."""
+    index = {name: i for i, name in enumerate(release.classes())}
+    root = Path(video_root) if video_root else None
+    files = by_stem(root) if root else {}
+    videos, segments = [], {}
+    for vid, v in release.database.items():
+        split, url = SUBSETS[v.subset], v.url or f"https://www.youtube.com/watch?v={vid}"
+        labels = {a.label for a in v.annotations}
+        label = labels.pop() if len(labels) == 1 else None
+        rel = files.get(vid) or files.get(f"v_{vid}")
+        iid = video_item_id(vid)
+        videos.append({"item_id": iid, "source": SOURCE, "source_id": vid, "url": url, "label": label,
+                       "label_id": index.get(label), "split": split, "media": "video", "duration_s": v.duration,
+                       **located(root, rel, f"{vid}.* or v_{vid}.*"), "resolution": v.resolution})
+        for a in v.annotations:
+            sid = mf.item_id(SOURCE, vid, a.start, a.end)
+            if a.end > a.start and sid not in segments:
+                segments[sid] = {"item_id": sid, "source": SOURCE, "source_id": vid, "url": url, "label": a.label,
+                                 "label_id": index[a.label], "split": split, "media": "video", "start_s": a.start,
+                                 "end_s": a.end, "status": "planned", "parent_id": iid}
+    return mf.from_records(videos), mf.from_records(list(segments.values()))
 
 
 def subset_of(key: str, val_fraction: float, seed: int = 0) -> str:
@@ -109,14 +244,15 @@ def from_world(world_root: str | Path, kinds: tuple[str, ...] = ("untrimmed", "r
     web = pd.read_parquet(root / "truth" / "web.parquet")
     actions = pd.read_parquet(root / "truth" / "actions.parquet")
     rows = web[web["kind"].isin(kinds) & (web["status"] == "ok") & web["path"].notna()]
-    by_video = {vid: g for vid, g in actions.groupby("video_id")}
+    by_vid = {vid: g for vid, g in actions.groupby("video_id")}
     db = {}
     for r in rows.itertuples():
-        acts = by_video.get(r.source_id)
+        acts = by_vid.get(r.source_id)
         anns = [] if acts is None else [Segment(float(a.start_s), float(a.end_s), str(a.label))
                                         for a in acts.sort_values("start_frame").itertuples()]
-        db[r.item_id] = Video(float(r.duration_s), subset_of(r.item_id, val_fraction, seed), anns, float(r.fps),
-                              int(r.frames), str(r.url) if isinstance(r.url, str) else None)
+        size = f"{int(r.width)}x{int(r.height)}" if pd.notna(r.width) and pd.notna(r.height) else None
+        db[r.item_id] = Video(float(r.duration_s), subset_of(r.item_id, val_fraction, seed), anns, size,
+                              str(r.url) if isinstance(r.url, str) else None)
     return db
 
 
@@ -131,8 +267,7 @@ def events_to_elements(events: pd.DataFrame, actions: pd.DataFrame, fps: float, 
         els = actions[(actions["video_id"] == ev.video_id) & (actions["event_key"] == ev.event_key)]
         anns = [Segment((a.start_frame - ev.start_frame) / fps, (a.end_frame - ev.start_frame) / fps, str(a.label))
                 for a in els.sort_values("start_frame").itertuples()]
-        n = int(ev.end_frame - ev.start_frame)
-        db[name] = Video(n / fps, subset_of(name, val_fraction, seed), anns, fps, n)
+        db[name] = Video(int(ev.end_frame - ev.start_frame) / fps, subset_of(name, val_fraction, seed), anns)
     return db
 
 

@@ -9,11 +9,14 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from curate.core.files import FileFormatError
+from curate.formats.local import local_rows
+
 if TYPE_CHECKING:   # the CLI lists READERS without loading pandas
     import pandas as pd
 
 
-class SplitFileError(ValueError):
+class SplitFileError(FileFormatError):
     """A split file that does not follow the official format; the message gives file and line."""
 
 
@@ -22,22 +25,6 @@ def _lines(path: Path) -> list[tuple[int, str]]:
         raise SplitFileError(f"{path}: missing")
     text = path.read_text(encoding="utf-8", errors="replace")
     return [(i, ln.strip()) for i, ln in enumerate(text.splitlines(), 1) if ln.strip()]
-
-
-def _rows(entries: list[tuple[str, str, int, str]], dataset: str, video_root: Path | None) -> pd.DataFrame:
-    """Manifest rows for (relative path, class name, class id, split); `ok` when the file exists under video_root."""
-    from curate.core import manifest as mf
-
-    records = []
-    for rel, label, label_id, split in entries:
-        exists = video_root is not None and (video_root / rel).is_file()
-        records.append({
-            "item_id": mf.item_id("local", f"{dataset}/{rel}"), "source": "local", "source_id": f"{dataset}/{rel}",
-            "label": label, "label_id": label_id, "split": split, "media": "video", "path": rel,
-            "status": "ok" if exists else ("planned" if video_root is None else "failed"),
-            "error": None if exists or video_root is None else f"missing: {rel} not found under {video_root}",
-        })
-    return mf.from_records(records)
 
 
 def read_ucf101(split_dir: str | Path, split: int = 1, video_root: str | Path | None = None) -> pd.DataFrame:
@@ -66,7 +53,7 @@ def read_ucf101(split_dir: str | Path, split: int = 1, video_root: str | Path | 
             if len(parts) > 1 and int(parts[1]) - 1 != label_id:
                 raise SplitFileError(f"{split_dir / fname}:{no}: label {parts[1]} does not match folder {label}")
             entries.append((rel, label, label_id, split_name))
-    return _rows(entries, "ucf101", Path(video_root) if video_root else None)
+    return local_rows(entries, "ucf101", Path(video_root) if video_root else None)
 
 
 def read_hmdb51(split_dir: str | Path, split: int = 1, video_root: str | Path | None = None) -> pd.DataFrame:
@@ -89,7 +76,7 @@ def read_hmdb51(split_dir: str | Path, split: int = 1, video_root: str | Path | 
                 raise SplitFileError(f"{path}:{no}: expected '<video>.avi <0|1|2>', got {line!r}")
             if m.group(2) != "0":
                 entries.append((f"{label}/{m.group(1)}", label, label_id, "train" if m.group(2) == "1" else "test"))
-    return _rows(entries, "hmdb51", Path(video_root) if video_root else None)
+    return local_rows(entries, "hmdb51", Path(video_root) if video_root else None)
 
 
 READERS = {"ucf101": read_ucf101, "hmdb51": read_hmdb51}

@@ -10,6 +10,7 @@ import pandas as pd
 from curate.core import manifest as mf
 from curate.core.files import write_text
 from curate.formats import finegym as fg
+from curate.formats import lists
 
 ANNOTATION = "annotation.json"
 
@@ -54,26 +55,27 @@ def write_files(events: pd.DataFrame, elements: pd.DataFrame, cats: fg.Categorie
     out.mkdir(parents=True, exist_ok=True)
     paths = [write_text(out / ANNOTATION, json.dumps(annotation_dict(events, elements)))]
     paths += write_categories(cats, out)
-    return paths + _split_lists(elements, out, "{subset}_{split}_element.txt", "{clip} {label}\n")
+    return paths + _split_lists(elements, out, "{subset}_{{split}}_element.txt", "")
 
 
 def mmaction_lists(elements: pd.DataFrame, out: str | Path, only_on_disk: bool = False) -> list[Path]:
-    """MMAction2 video lists `<clip id>.mp4 <label>` per subset and split (`<subset>_<split>.txt`)."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    """MMAction2 video lists `<clip id>.mp4 <label>` per subset and split (`<subset>_<split>.txt`), their data prefix
+    `gym/subactions` of the data root. The writer is curate.formats.lists.write_lists, which `curate export --to
+    mmaction2 --subset NAME` also uses (same clips and labels; paths there are relative to the data root)."""
     keep = elements[elements["status"] == "ok"] if only_on_disk else elements
-    return _split_lists(keep, out, "{subset}_{split}.txt", "{clip}.mp4 {label}\n")
+    return _split_lists(keep, Path(out), "{subset}_{{split}}.txt", ".mp4")
 
 
-def _split_lists(elements: pd.DataFrame, out: Path, name: str, line: str) -> list[Path]:
-    """A file per subset and split (`name` formatted with subset, split), a `line` (clip, label) per element."""
+def _split_lists(elements: pd.DataFrame, out: Path, name: str, ext: str) -> list[Path]:
+    """A file per subset and split (`name` formatted with subset, then split), a line `<clip><ext> <label>` per
+    element of the subset (its `<subset>_label`, in its `<subset>_split`)."""
+    out.mkdir(parents=True, exist_ok=True)
     paths = []
     for col in sorted(c for c in elements.columns if c.endswith("_split")):
         subset = col[: -len("_split")]
         rows = elements[elements[col].notna() & elements[f"{subset}_label"].notna()]
-        for split, grp in rows.groupby(col, sort=True):
-            paths.append(write_text(out / name.format(subset=subset, split=split), "".join(
-                line.format(clip=c, label=int(lab)) for c, lab in zip(grp["clip_id"], grp[f"{subset}_label"]))))
+        paths += lists.write_lists(rows["clip_id"] + ext, rows[f"{subset}_label"], rows[col], out,
+                                   name.format(subset=subset)).values()
     return paths
 
 
