@@ -8,6 +8,7 @@ import subprocess
 from dataclasses import replace
 
 import cv2
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -76,10 +77,35 @@ def test_table_one_and_verdicts_cover_every_filter_round():
     t = table_one(runs)
     assert list(t.columns[1:6]) == list(top1) and t.at[0, filtered(3)].startswith("0.605 ± 0.007 (2)")
     said = verdicts(runs)
-    assert "tsn_r50: round 2 (best students of round 1 as teachers) helps? no (-0.010" in said[2]
+    assert "tsn_r50: round 2 (best students of round 1 as teachers) helps? reversed (-0.010" in said[2]
     assert "tsn_r50: round 3 (best students of round 2 as teachers) helps? yes (+0.110" in said[3]
     result = CliRunner().invoke(cli, ["demo", "--rounds", "0"])
     assert result.exit_code != 0 and "--rounds" in result.output
+
+
+def test_paired_verdicts_on_hand_made_results():
+    from curate.demo.verdicts import compare, paired, t975
+
+    clear = paired([0.62, 0.58, 0.66, 0.61], [0.50, 0.49, 0.52, 0.51])      # +0.11 on every seed
+    assert clear.verdict == "yes" and clear.wins == 4 and clear.mean == pytest.approx(0.1125)
+    sd = float(np.std([0.12, 0.09, 0.14, 0.10], ddof=1))                    # the paired differences' spread
+    assert clear.low == pytest.approx(0.1125 - t975(3) * sd / 2) and clear.low > 0
+    none = paired([0.52, 0.47, 0.55, 0.50], [0.50, 0.51, 0.49, 0.53])       # wins 2 of 4, mean near 0
+    assert none.verdict == "not shown" and none.low < 0 < none.high and none.wins == 2
+    rev = paired([0.40, 0.42, 0.39], [0.50, 0.51, 0.52])
+    assert rev.verdict == "reversed" and rev.high < 0 and rev.wins == 0
+    two = paired([0.60, 0.70], [0.50, 0.52])                                 # two pairs: t with 1 df is wide
+    assert two.n == 2 and t975(1) == pytest.approx(12.706) and two.verdict == "not shown"
+    assert "2 of 2 seeds better; 2 pairs detect a difference of" in two.sentence()
+    assert paired([0.5], [0.4]).sentence() == "not shown (only 1 pair)"
+    assert t975(60) == pytest.approx(2.000, abs=2e-3) and t975(1000) == pytest.approx(1.962, abs=2e-3)
+    import pandas as pd
+
+    runs = pd.DataFrame([{"model": "m", "condition": c, "seed": s, "top1": v}
+                         for c, vals in (("a", [0.6, 0.7, 0.65]), ("b", [0.5, 0.52, 0.55])) for s, v in enumerate(vals)])
+    assert compare(runs, "m", "a", "b") == paired([0.6, 0.7, 0.65], [0.5, 0.52, 0.55])
+    assert compare(runs[runs["seed"] != 1], "m", "a", "b").n == 2          # only seeds both conditions trained
+    assert compare(runs, "m", "a", "c").n == 0
 
 
 def test_precision_at_recall_is_the_best_precision_a_score_threshold_keeps_at_that_recall():
@@ -118,8 +144,8 @@ def test_the_loop_prints_table_one_and_filter_quality(loop):
                     "per-level test accuracy", "accuracy bought per GB", "FineGym export",
                     "filter round 1 (keep p >= 0.7 x its class's median): kept", "target + crawl images"):
         assert heading in " ".join(text.split()), heading
-    # one verdict per model and comparison, each saying yes / no / within the spread
-    verdicts = re.findall(r"(tsn_r50|slowonly_r50): .*\? (yes|no|within the seed spread) \(", text)
+    # one verdict per model and comparison, each saying yes / reversed / not shown, with its paired interval
+    verdicts = re.findall(r"(tsn_r50|slowonly_r50): .*\? (yes|reversed|not shown) \(.*95 % interval", text)
     assert len(verdicts) == 6, text
     # 2 models x 4 conditions x 2 seeds, each scored on test and val, each folder with its checkpoint
     results = sorted((out / "students").glob("*/*/result.json"))

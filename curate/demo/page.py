@@ -16,6 +16,7 @@ from curate.demo.loop import TARGET_ONLY, LoopResult, filtered
 from curate.demo.synth import World
 from curate.demo.synth.classes import classes, reversal_pairs
 from curate.demo.truth import at_recall_line
+from curate.demo.verdicts import TEST as VERDICT_TEST
 from curate.gym import build as gymbuild
 
 
@@ -66,6 +67,7 @@ def print_tables(con: Console, result: LoopResult, world: World, locdet: Mapping
                     "filter quality against the world's truth (label is right; teachers and rules: report.html)"))
     con.print(_rich(rp.table_one(result.runs), "Table 1: test top-1 without / with web data, mean ± std (seeds)"))
     con.print(f"  {web_images_line(result.web_images)}", highlight=False)
+    con.print(f"  verdicts: {VERDICT_TEST}; yes = the interval lies above 0", highlight=False)
     for line in rp.verdicts(result.runs):
         con.print(f"  {line}", highlight=False)
     pairs = rp.pair_table(result.runs, _pairs(world), world.classes)
@@ -143,6 +145,8 @@ def report(path: Path, result: LoopResult, world: World, out: Path, locdet: Mapp
             rp._img(figs["extremes"], "round 1: highest and lowest teacher scores per class")]),
         ("Table 1: without vs with web data (test top-1, mean ± std over seeds)", [
             rp._table(rp.table_one(runs), "table1"), f"<p>{web_images_line(result.web_images)}.</p>",
+            f"<p>Verdicts: {VERDICT_TEST}, each condition against the other seed by seed (the same initial weights "
+            "and target batches); yes = the interval lies above 0.</p>",
             rp.verdict_list(rp.verdicts(runs))]),
         ("Classes that differ only in temporal order", [
             "<p>Accuracy on test clips of each pair, counted over predictions that fall inside the pair "

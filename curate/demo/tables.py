@@ -9,13 +9,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from curate.clean.filter import AT_RECALL, TARGET_PRECISION, precision_recall
 from curate.core.files import save_figure, write_text
 from curate.demo.loop import CROSS_FIT_RUN, TARGET_ONLY, UNFILTERED, LoopResult, filtered, pair_accuracy
 from curate.demo.truth import judged_rows
+from curate.demo.verdicts import compare
 
 
 def mean_std(values: pd.Series) -> str:
@@ -55,20 +55,17 @@ def table_one(runs: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
 
 
 def verdicts(runs: pd.DataFrame) -> list[str]:
-    """Plain sentences on whether each expected effect appeared (means over seeds, with the spread in mind)."""
+    """Plain sentences on whether each expected effect appeared, on the paired seeds (curate.demo.verdicts)."""
     out = []
-    for model, g in runs.groupby("model", sort=False):
-        m = g.groupby("condition")["top1"].agg(["mean", "std"])
-        checks = [(filtered(1), TARGET_ONLY, "web data + teacher filtering improve on the target alone"),
-                  (filtered(1), UNFILTERED, "filtering beats unfiltered web data"),
-                  *((filtered(k), filtered(k - 1), f"round {k} (best students of round {k - 1} as teachers) helps")
-                    for k in range(2, rounds_in(runs) + 1))]
+    checks = [(filtered(1), TARGET_ONLY, "web data + teacher filtering improve on the target alone"),
+              (filtered(1), UNFILTERED, "filtering beats unfiltered web data"),
+              *((filtered(k), filtered(k - 1), f"round {k} (best students of round {k - 1} as teachers) helps")
+                for k in range(2, rounds_in(runs) + 1))]
+    for model in runs["model"].unique():
+        present = set(runs.loc[runs["model"] == model, "condition"])
         for a, b, what in checks:
-            if a in m.index and b in m.index:
-                d = m.at[a, "mean"] - m.at[b, "mean"]
-                noise = float(np.nanmax([m.at[a, "std"], m.at[b, "std"], 0.0]))
-                verdict = ("yes" if d > noise else "within the seed spread" if d > 0 else "no")
-                out.append(f"{model}: {what}? {verdict} ({d:+.3f} top-1, seed std up to {noise:.3f})")
+            if a in present and b in present:
+                out.append(f"{model}: {what}? {compare(runs, model, a, b).sentence()}")
     return out
 
 
