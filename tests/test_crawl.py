@@ -91,7 +91,7 @@ def test_end_to_end_crawl_of_the_loopback_web(tmp_path, web, truth, tiny_world):
                           else u.replace(web.url, ""))
     # each whole file was served once per logged request for it (a timed-out first try under load is a second
     # request and says so in the log), and once where the log has one request (ffmpeg's segment reads are excluded)
-    requests = Counter(a["url"].replace(web.url, "") for a in attempts if a.get("url"))
+    requests = Counter(a["url"].replace(web.url, "") for a in attempts if a["code"] == "start")
     assert all(1 <= before[u] <= max(requests[u], 1) for u in whole)
     assert all(before[u] == 1 for u in whole if requests[u] <= 1)
 

@@ -137,7 +137,7 @@ def test_forced_faults_and_their_clearing(web, truth):
         u = f"{url}?fault={kind}&fault_times=2&k={kind}"  # a fresh target per kind
         for _ in range(2):
             t0 = time.perf_counter()
-            if kind in ("429", "500"):
+            if kind in ("429", "500", "503", "404", "410"):
                 with pytest.raises(urllib.error.HTTPError) as err:
                     get(u)
                 assert err.value.code == int(kind)
@@ -186,6 +186,9 @@ def test_server_faults_are_deterministic_and_clear(tiny_world, truth):
     assert first_failures[0] == first_failures[1] == predicted
     assert 0.25 < len(predicted) / len(want) < 0.7
     assert sum(stats["faults"].values()) >= len(predicted)
+    # a page picked to be gone (404, 410) stays gone; other kinds clear after max_failures
+    assert Faults(rate=1, kinds=("404", "410")).pick("/i/x.jpg", 99) in ("404", "410")
+    assert Faults(rate=1, kinds=("503",), max_failures=1).pick("/i/x.jpg", 1) is None
 
 
 def test_counters_count_requests_and_full_deliveries(tiny_world, truth):

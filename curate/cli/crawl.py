@@ -40,7 +40,8 @@ def crawl(recipe: str, dry_run: bool, limit: int | None, workers: int | None, cl
 
     \b
     Every row ends ok, failed (with a code such as http_404, http_429, timeout,
-    not_media, too_big, opted_out, removed, sign_in) or rejected (duplicate).
+    not_media, too_big, opted_out, removed, sign_in; all are listed in
+    manifests/README.md) or rejected (duplicate).
     Reruns resume: ok rows are skipped, transient failures retried, finished files
     never fetched again. Attempts go to <manifest>.attempts.jsonl, the closing
     summary to <manifest>.stats.json. Keys for keyed APIs come from the environment.

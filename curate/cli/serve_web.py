@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from curate.demo.synth.faults import FAULT_KINDS
+from curate.demo.synth.faults import DEFAULT_KINDS, FAULT_KINDS
 
 
 @click.command("serve-web")
@@ -15,7 +15,8 @@ from curate.demo.synth.faults import FAULT_KINDS
 @click.option("--faults", "rate", default=0.0, show_default=True,
               help="Fraction of request targets that fail at first (429, 500, resets, slow, truncated, HTML).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the fault pattern (same seed, same faults).")
-@click.option("--fault-kinds", default=",".join(FAULT_KINDS), show_default=True, help="Comma-separated fault kinds.")
+@click.option("--fault-kinds", default=",".join(DEFAULT_KINDS), show_default=True,
+              help=f"Comma-separated fault kinds, of {','.join(FAULT_KINDS)} (404 and 410 never clear).")
 @click.option("--max-failures", default=2, show_default=True, help="A faulty target works after at most this many failures.")
 @click.option("--permanent", default=0.0, show_default=True, help="Fraction of faulty targets that never recover.")
 @click.option("--search-cap", type=int, default=None, help="Most results one search query can reach (like real engines).")
@@ -33,7 +34,7 @@ def serve_web(root: Path, port: int, rate: float, seed: int, fault_kinds: str, m
       /watch?v=ID                                watch page with a <video> tag (yt-dlp downloads it)
       /datasets/target.csv, target_SPLIT.csv     Kinetics-style CSV whose ids are watch ids
       /robots.txt, /_stats (?reset=1)            robots rules; request and delivery counters
-    Any request may add ?fault=429|500|reset|slow|truncate|html[&fault_times=N].
+    Any request may add ?fault=429|500|503|404|410|reset|slow|truncate|html[&fault_times=N].
     When ROOT holds no world, one is generated there first (--classes, --world-seed).
     """
     from curate.demo.synth import make_world

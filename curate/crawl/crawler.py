@@ -1,8 +1,9 @@
 """`curate crawl`: recipe → candidate rows → downloads → probed manifest; resumable, incremental and polite.
 
 The manifest is committed atomically in batches while crawling, every fetch attempt goes to
-`<manifest>.attempts.jsonl`, and a rerun skips `ok` rows, retries transient failures (permanent ones only
-with retry_failed) and adopts files an interrupted run finished but did not commit, so no item is fetched twice.
+`<manifest>.attempts.jsonl` (a `start` line before its request, a line with its code after), and a rerun skips
+`ok` rows, retries transient failures (permanent ones only with retry_failed) and adopts files an interrupted run
+finished but did not commit, so no item is fetched twice.
 Rows are fetched on this process's thread pool (executor='local') or in shards on Ray workers (executor='ray',
 through curate/core/executor.py); either way the driver commits each finished batch or shard.
 """

@@ -6,13 +6,16 @@ root, so a file that exists there is finished, whoever fetched it.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import re
 import shutil
 import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +26,7 @@ import pandas as pd
 from curate import media
 from curate.core import manifest as mf
 from curate.core.files import sha256_file
-from curate.crawl.fetch import FetchError, Http
+from curate.crawl.fetch import HOLD_OFF, FetchError, Http, http_code, refuse_opt_out
 from curate.crawl.recipe import DownloadSpec
 from curate.media.image import probe_image
 
@@ -177,25 +180,41 @@ def _fetch_image(row: dict, ctx: CrawlContext) -> tuple[Path, media.Probe, str]:
 
 _local = threading.local()
 
-_YTDLP_REASONS = [  # (pattern in yt-dlp's error text, code); first match wins
-    (r"HTTP Error 404|not found", "http_404"), (r"HTTP Error 410", "http_410"), (r"HTTP Error 403", "http_403"),
-    (r"HTTP Error 429|too many requests", "http_429"), (r"HTTP Error 5\d\d", "http_5xx"),
-    (r"sign in to confirm|not a bot|cookies", "sign_in"), (r"private video|is private", "private"),
-    (r"copyright", "copyright"), (r"not available (from|in) your (location|country)|geo.?restrict", "geo_blocked"),
-    (r"age.?restrict|confirm your age|inappropriate", "age_gated"),
-    (r"removed|unavailable|no longer available|terminated|deleted", "removed"),
-    (r"requested format is not available|no video formats", "no_format"),
-    (r"live event|is live|premieres in", "live"), (r"unsupported url", "unsupported"),
+_YTDLP_HEAD = re.compile(r"^(?:(?:ERROR|WARNING): )?(?:\[[\w:.-]+\] (?:[^\s:]+: )?)?")   # "ERROR: [site] <id>: "
+_YTDLP_REASONS = [(re.compile(pat), code) for pat, code in (  # over the lowercased text after the head; first wins
+    (r"http error 404\b", "http_404"), (r"http error 410\b", "http_410"), (r"http error 403\b", "http_403"),
+    (r"http error 429\b|too many requests", "http_429"), (r"http error 5\d\d\b", "http_5xx"),
+    (r"http error 4\d\d\b", "http_4xx"),
+    (r"try again later|rate.?limit", "rate_limited"), (r"\bip\b.*\bblocked\b", "ip_blocked"),
+    (r"private video|\bis private\b", "private"),
+    (r"confirm your age|age.?restrict|inappropriate for some users", "age_gated"),
+    (r"members.?only|join this channel", "members_only"),
+    (r"sign in|\blog ?in\b|not a bot|captcha", "sign_in"), (r"copyright", "copyright"),
+    (r"made this video available in your country|not available (?:from|in) your (?:location|country|region)"
+     r"|geo.?restrict", "geo_blocked"),
+    (r"\bdrm\b", "drm"), (r"live event|\bis live\b|premieres? in", "live"),
+    (r"unavailable|no longer available|removed|terminated|deleted|content isn.t available", "removed"),
+    (r"requested format is not available|no video formats", "no_format"), (r"unsupported url", "unsupported"),
     (r"timed out|timeout", "timeout"), (r"connection reset|reset by peer|remote end closed", "reset"),
-    (r"incomplete|content too short|fewer bytes", "truncated"), (r"larger than max-filesize|max_filesize", "too_big"),
+    (r"incomplete|content too short|fewer bytes|downloaded file is empty|fragment \d+ not found", "truncated"),
+    (r"larger than max-filesize|max_filesize", "too_big"),
     (r"invalid data found|moov atom not found|does not look like", "not_media"),
-]
+)]
 
 
-def ytdlp_code(message: str) -> str:
-    """yt-dlp's error text → one of our failure codes (ytdlp_error when nothing matches)."""
-    low = message.lower()
-    return next((code for pat, code in _YTDLP_REASONS if re.search(pat.lower(), low)), "ytdlp_error")
+def ytdlp_code(message: str, http_status: int | None = None) -> str:
+    """yt-dlp's error text → one of our failure codes (ytdlp_error when nothing matches).
+
+    Only the text after yt-dlp's "ERROR: [site] <id>: " head is read, so an id such as `privateXYZ` says nothing.
+    http_status: the last HTTP error status a request of this download got. yt-dlp turns some of them into
+    messages that do not say so (YouTube's 403 / 429 end as "Failed to extract any player response", fragments
+    refused with 403 as "The downloaded file is empty"); a 403, 429 or 5xx then names the failure.
+    """
+    text = _YTDLP_HEAD.sub("", message, count=1).lower()
+    code = next((code for pat, code in _YTDLP_REASONS if pat.search(text)), "ytdlp_error")
+    if code in ("ytdlp_error", "truncated") and http_status and (http_status in (403, 429) or http_status >= 500):
+        return http_code(http_status)
+    return code
 
 
 class _QuietLogger:
@@ -208,13 +227,43 @@ class _QuietLogger:
         pass
 
 
+@functools.cache
+def _gated_ydl() -> type:
+    """yt_dlp.YoutubeDL whose requests (pages, APIs, media, fragments: all that goes through `urlopen`) are watched:
+    a download's first request calls `first_request` (its start through the gate, see _fetch_video), the others
+    wait out their host's pause; a 429 or a Retry-After pauses that host for every worker at once, and
+    `last_status` names failures that yt-dlp's message hides (ytdlp_code)."""
+    import yt_dlp
+    from yt_dlp.networking.exceptions import HTTPError
+
+    class GatedYoutubeDL(yt_dlp.YoutubeDL):
+        http: Http
+        first_request: Callable[[], Any] | None = None
+        last_status: int | None = None
+
+        def urlopen(self, req):
+            url = req if isinstance(req, str) else getattr(req, "url", None)
+            start, self.first_request = self.first_request, None
+            if start is not None:
+                start()
+            elif isinstance(url, str):
+                self.http.gate(url).wait_pause()
+            try:
+                return super().urlopen(req)
+            except HTTPError as exc:
+                self.last_status = exc.status
+                if isinstance(url, str):
+                    self.http.refused(url, exc.status, exc.response.headers.get("Retry-After"))
+                raise
+
+    return GatedYoutubeDL
+
+
 def _ydl(ctx: CrawlContext):
     """This thread's YoutubeDL object (reused across its items); the segment comes from a thread-local."""
     ydl = getattr(_local, "ydl", None)
     if ydl is not None and _local.key == id(ctx):
         return ydl
-    import yt_dlp
-
     spec = ctx.download
     _local.workdir = Path(ctx.data_root) / ".tmp" / f"ytdlp-{os.getpid()}-{threading.get_ident()}"
     fmt = "best" if spec.max_height is None else f"best[height<={spec.max_height}]/bv*[height<={spec.max_height}]+ba"
@@ -230,11 +279,19 @@ def _ydl(ctx: CrawlContext):
                        ("sleep_interval", spec.sleep_interval_s)):
         if value:
             params[key] = value
-    _local.ydl, _local.key = yt_dlp.YoutubeDL(params), id(ctx)
+    _local.ydl, _local.key = _gated_ydl()(params), id(ctx)
+    _local.ydl.http = ctx.http()
     return _local.ydl
 
 
 def _fetch_video(row: dict, ctx: CrawlContext) -> tuple[Path, media.Probe, str]:
+    """Download a video (or its span) with yt-dlp, with retries.
+
+    Each attempt is one start through the gate of the watch page's host (its concurrency cap, rate and pause),
+    taken by yt-dlp's first request (the page: what the host sees start) and held until yt-dlp is done. The other
+    requests of one download (APIs, media, fragments) are not spaced or counted one by one; each only waits out a
+    pause of its own host. ffmpeg's reads (download_ranges on formats yt-dlp hands to ffmpeg) bypass even that.
+    """
     http, spec = ctx.http(), ctx.download
     url, iid = row["url"], row["item_id"]
     if not str(url).startswith(("http://", "https://")):
@@ -256,22 +313,30 @@ def _ytdlp_once(ydl, row: dict, ctx: CrawlContext, span: tuple[float, float] | N
                 ) -> tuple[Path, media.Probe, str]:
     from yt_dlp.utils import DownloadError
 
-    spec, work = ctx.download, _local.workdir
+    spec, work, http = ctx.download, _local.workdir, ctx.http()
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
+    ydl.last_status = None
     try:
-        info = ydl.extract_info(row["url"], download=False)
-        if info.get("is_live") or info.get("live_status") in ("is_live", "is_upcoming"):
-            raise FetchError("live", "the video is live or upcoming")
-        length = (span[1] - span[0]) if span else info.get("duration")
-        if length and length > spec.max_duration_s:
-            raise FetchError("too_long", f"{length:.0f} s > cap {spec.max_duration_s:.0f} s")
-        if spec.respect_opt_out and info.get("url"):
-            _check_opt_out(ctx, info["url"])
-        info = ydl.process_ie_result(info, download=True)
+        with contextlib.ExitStack() as held:
+            ydl.first_request = lambda: held.enter_context(http.gate(row["url"]))
+            info = ydl.extract_info(row["url"], download=False)
+            if info.get("is_live") or info.get("live_status") in ("is_live", "is_upcoming"):
+                raise FetchError("live", "the video is live or upcoming")
+            length = (span[1] - span[0]) if span else info.get("duration")
+            if length and length > spec.max_duration_s:
+                raise FetchError("too_long", f"{length:.0f} s > cap {spec.max_duration_s:.0f} s")
+            if spec.respect_opt_out and info.get("url") and (head := http.head(info["url"])) is not None:
+                refuse_opt_out(head.headers)   # before the download, not after
+            info = ydl.process_ie_result(info, download=True)
     except DownloadError as exc:
         text = str(exc).removeprefix("ERROR: ")
-        raise FetchError(ytdlp_code(text), text[:300]) from exc
+        code = ytdlp_code(text, ydl.last_status)
+        if code in HOLD_OFF:   # also a rate limit or block that yt-dlp only reports in words
+            http.hold_off(row["url"])
+        raise FetchError(code, text[:300]) from exc
+    finally:
+        ydl.first_request = None
     files = [d.get("filepath") for d in info.get("requested_downloads") or [] if d.get("filepath")]
     if not files or not Path(files[0]).exists():
         raise FetchError("too_big" if info.get("filesize", 0) and info["filesize"] > spec.max_bytes else "ytdlp_error",
@@ -295,18 +360,4 @@ def _exact_span(path: Path, span: tuple[float, float], spec: DownloadSpec) -> Pa
     out = path.with_name("cut.mp4")
     media.trim(path, out, *span, exact=spec.trim == "exact")
     return out
-
-
-def _check_opt_out(ctx: CrawlContext, media_url: str) -> None:
-    """HEAD the media URL: X-Robots-Tag opt-outs and HTML where a video should be are refused before downloading."""
-    import urllib3
-
-    http = ctx.http()
-    try:
-        r = http.pool.request("HEAD", media_url, redirect=True, headers={"User-Agent": http.user_agent})
-    except (urllib3.exceptions.HTTPError, OSError):
-        return  # the download itself will report what is wrong
-    tags = r.headers.get("X-Robots-Tag", "").lower().replace(",", " ").split()
-    if any(t in ("noai", "noimageai", "noml") for t in tags):
-        raise FetchError("opted_out", f"X-Robots-Tag: {r.headers.get('X-Robots-Tag')}")
 

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
+import email.utils
 import hashlib
+import http.client
 import io
 import json
 import random
@@ -33,10 +35,44 @@ CODES: dict[str, bool] = {
     "timeout": True, "reset": True, "truncated": True, "unreachable": True, "not_media": False, "too_big": False,
     "too_long": False, "opted_out": False, "bad_url": False,
     "removed": False, "private": False, "copyright": False, "geo_blocked": False, "sign_in": True, "age_gated": False,
-    "no_format": False, "live": True, "unsupported": False, "ytdlp_error": True,
+    "members_only": False, "no_format": False, "drm": False, "live": True, "rate_limited": True, "ip_blocked": True,
+    "unsupported": False, "ytdlp_error": True,
     "empty": False, "undecodable": False, "no_video": False, "trim_failed": False, "encode_failed": False,
     "missing": True, "duplicate": False, "crawler_error": True,
 }
+
+
+HOLD_OFF = ("http_429", "rate_limited", "ip_blocked")   # failures that pause the whole host, not only the row
+DRAIN_MAX = 64 << 10   # an unread rest up to this size is read and dropped to keep the connection; larger: closed
+# urllib3 resends nothing by itself (a retry it made would be a request our attempt log never sees): every retry is
+# ours. FOLLOW is for the few requests that follow redirects inside urllib3 (robots.txt, HEAD checks).
+NO_RETRIES = urllib3.Retry(total=0, connect=0, read=0, status=0, redirect=0, other=0, raise_on_redirect=False,
+                           raise_on_status=False, respect_retry_after_header=False)
+FOLLOW = NO_RETRIES.new(total=5, redirect=5)
+
+
+def http_code(status: int) -> str:
+    """Our failure code for an HTTP error status."""
+    return {404: "http_404", 410: "http_410", 403: "http_403", 429: "http_429"}.get(
+        status, "http_5xx" if status >= 500 else "http_4xx")
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds a Retry-After header asks for (delay-seconds or an HTTP date), None when absent or unreadable."""
+    value = (value or "").strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time()) if value else None
+    except (TypeError, ValueError):
+        return None
+
+
+def refuse_opt_out(headers: Any) -> None:
+    """Raise opted_out when the response's X-Robots-Tag says noai, noimageai or noml."""
+    value = headers.get("X-Robots-Tag", "")
+    if any(t in OPT_OUT for t in value.lower().replace(",", " ").split()):
+        raise FetchError("opted_out", f"X-Robots-Tag: {value}")
 
 
 def is_transient(code: str | None) -> bool:
@@ -66,25 +102,48 @@ class Fetched:
 
 
 class _Gate:
-    """One host's concurrency cap and request spacing (a token bucket of depth 1)."""
+    """One host's concurrency cap, request spacing and pause (after a 429 or a Retry-After, every worker holds off
+    the host until it ends). Callers start in the order they came; each start is spaced from the last real one, so
+    a thread that wakes late under load does not let the next one in right behind it."""
 
     def __init__(self, per_host: int, rate: float):
-        self.sem = threading.Semaphore(max(1, per_host))
+        self.cap, self.active = max(1, per_host), 0
         self.interval = 1.0 / rate if rate > 0 else 0.0
-        self.lock = threading.Lock()
-        self.next_at = 0.0
+        self.cond = threading.Condition()
+        self.queue: list[object] = []   # waiting callers, first come first
+        self.last = -float("inf")       # the last start (monotonic time)
+        self.resume_at = 0.0            # the end of the host's pause
 
     def __enter__(self) -> None:
-        self.sem.acquire()
-        if self.interval:
-            with self.lock:
-                now = time.monotonic()
-                wait, self.next_at = max(0.0, self.next_at - now), max(now, self.next_at) + self.interval
-            if wait:
-                time.sleep(wait)
+        me = object()
+        with self.cond:
+            self.queue.append(me)
+            try:
+                while True:
+                    now, first = time.monotonic(), self.queue[0] is me
+                    at = max(self.last + self.interval, self.resume_at)
+                    if first and now >= at and self.active < self.cap:
+                        self.active += 1
+                        self.last = now
+                        return
+                    self.cond.wait(at - now if first and now < at else None)
+            finally:   # started or interrupted: the next in line times its start
+                self.queue.remove(me)
+                self.cond.notify_all()
 
     def __exit__(self, *exc: Any) -> None:
-        self.sem.release()
+        with self.cond:
+            self.active -= 1
+            self.cond.notify_all()
+
+    def pause(self, seconds: float) -> None:
+        with self.cond:
+            self.resume_at = max(self.resume_at, time.monotonic() + seconds)
+
+    def wait_pause(self) -> None:
+        """Sleep until the host's pause (if any) is over."""
+        while (left := self.resume_at - time.monotonic()) > 0:
+            time.sleep(left)
 
 
 class Http:
@@ -94,10 +153,7 @@ class Http:
         self.spec = spec
         self.log = log
         self.user_agent = spec.user_agent or USER_AGENT
-        # urllib3 itself only retries a request a stale pooled connection swallowed; the rest is our retry loop
-        retries = urllib3.Retry(total=1, connect=1, read=1, status=0, redirect=0, other=0, raise_on_redirect=False,
-                                raise_on_status=False, respect_retry_after_header=False)
-        self.pool = urllib3.PoolManager(num_pools=256, maxsize=max(2, spec.per_host), retries=retries,
+        self.pool = urllib3.PoolManager(num_pools=256, maxsize=max(2, spec.per_host), retries=NO_RETRIES,
                                         timeout=urllib3.Timeout(connect=spec.timeout_s, read=spec.timeout_s),
                                         headers={"User-Agent": self.user_agent})
         self._gates: dict[str, _Gate] = {}
@@ -140,6 +196,8 @@ class Http:
         """Call fn until it succeeds, a permanent FetchError, or retries run out; back off exponentially."""
         attempt = 0
         while True:
+            if self.log is not None:   # written ahead: a process killed mid-request still accounts for the request
+                self.log({"item": what, "url": url, "code": "start"})
             t0 = time.monotonic()
             try:
                 out = fn()
@@ -170,11 +228,47 @@ class Http:
             rp = self._robots[origin]
         return rp is None or rp.can_fetch(ROBOTS_AGENT, url)
 
+    def gate(self, url: str) -> _Gate:
+        """The gate of url's host: `with http.gate(url):` around a request (or a whole download) waits for a free
+        start under the host's concurrency cap, rate and pause."""
+        host = urlsplit(url).netloc
+        with self._lock:
+            if host not in self._gates:
+                self._gates[host] = _Gate(self.spec.per_host, self.spec.rate_per_host)
+            return self._gates[host]
+
+    def hold_off(self, url: str, seconds: float | None = None) -> None:
+        """Pause url's host for every worker of this process: `seconds` (a Retry-After, capped by
+        retry_after_max_s) or, when the server named no time, backoff_s."""
+        wait = self.spec.backoff_s if seconds is None else seconds
+        self.gate(url).pause(min(wait, self.spec.retry_after_max_s))
+
+    def refused(self, url: str, status: int, header: str | None) -> float | None:
+        """Note an error response: a 429, or any status with a Retry-After header, pauses the host. Returns the
+        seconds Retry-After asked for."""
+        after = retry_after(header)
+        if status == 429 or after is not None:
+            self.hold_off(url, after)
+        return after
+
+    def head(self, url: str) -> urllib3.BaseHTTPResponse | None:
+        """HEAD url (redirects followed) once its host's pause is over; None when it cannot be reached. Not gated
+        by rate or concurrency: it belongs to a download that went through the gate."""
+        self.gate(url).wait_pause()
+        try:
+            r = self.pool.request("HEAD", url, redirect=True, retries=FOLLOW, headers={"User-Agent": self.user_agent})
+        except (u3.HTTPError, OSError):
+            return None
+        if r.status >= 400:
+            self.refused(url, r.status, r.headers.get("Retry-After"))
+        return r
+
     # ---------------------------------------------------------------- one attempt
 
     def _read_robots(self, origin: str) -> urllib.robotparser.RobotFileParser | None:
         try:
-            r = self.pool.request("GET", origin + "/robots.txt", redirect=True, timeout=self.spec.timeout_s)
+            r = self.pool.request("GET", origin + "/robots.txt", redirect=True, retries=FOLLOW,
+                                  timeout=self.spec.timeout_s)
         except (u3.HTTPError, OSError):
             return None
         if r.status != 200:
@@ -182,13 +276,6 @@ class Http:
         rp = urllib.robotparser.RobotFileParser()
         rp.parse(r.data.decode("utf-8", errors="replace").splitlines())
         return rp
-
-    def _gate(self, host: str) -> _Gate:
-        with self._lock:
-            gate = self._gates.get(host)
-            if gate is None:
-                gate = self._gates[host] = _Gate(self.spec.per_host, self.spec.rate_per_host)
-            return gate
 
     def _get(self, url: str, sink: BinaryIO, headers: dict[str, str] | None, media: bool, max_bytes: int,
              dest: Path | None = None) -> Fetched:
@@ -198,15 +285,19 @@ class Http:
                 raise FetchError("bad_url", f"refusing to fetch {url[:200]!r} (only http and https)")
             if media and self.spec.respect_robots and not self.allowed(url):
                 raise FetchError("opted_out", "robots.txt disallows this path")
-            with self._gate(parts.netloc):
+            with self.gate(url):
                 resp = self._open(parts, headers)
+                drain = False   # whether an unread rest may be drained: not on a connection that broke mid-body
                 try:
                     if resp.status in (301, 302, 303, 307, 308) and resp.headers.get("Location"):
-                        url = urljoin(url, resp.headers["Location"])
+                        url, drain = urljoin(url, resp.headers["Location"]), True
                         continue
-                    return self._read(resp, url, sink, media, max_bytes, dest)
+                    return self._read(resp, url, sink, media, max_bytes, dest)   # read to the end: nothing left
+                except FetchError as exc:
+                    drain = exc.code not in ("timeout", "reset", "truncated", "unreachable")
+                    raise
                 finally:
-                    resp.release_conn()
+                    _release(resp, drain)
         raise FetchError("bad_url", "too many redirects")
 
     def _open(self, parts, headers: dict[str, str] | None) -> urllib3.BaseHTTPResponse:
@@ -230,16 +321,11 @@ class Http:
               dest: Path | None) -> Fetched:
         status = resp.status
         if status >= 400:
-            retry = resp.headers.get("Retry-After")
-            code = {404: "http_404", 410: "http_410", 403: "http_403", 429: "http_429"}.get(
-                status, "http_5xx" if status >= 500 else "http_4xx")
-            raise FetchError(code, f"HTTP {status} from {url[:200]}",
-                             float(retry) if retry and retry.strip().isdigit() else None)
+            after = self.refused(url, status, resp.headers.get("Retry-After"))
+            raise FetchError(http_code(status), f"HTTP {status} from {url[:200]}", after)
         ctype = resp.headers.get("Content-Type", "")
         if media and self.spec.respect_opt_out:
-            tags = resp.headers.get("X-Robots-Tag", "").lower().replace(",", " ").split()
-            if any(t in OPT_OUT for t in tags):
-                raise FetchError("opted_out", f"X-Robots-Tag: {resp.headers.get('X-Robots-Tag')}")
+            refuse_opt_out(resp.headers)
         length = resp.headers.get("Content-Length")
         if length and length.isdigit() and int(length) > max_bytes:
             raise FetchError("too_big", f"Content-Length {length} > cap {max_bytes}")
@@ -274,6 +360,29 @@ class Http:
         if self.log is not None:
             self.log({"item": what, "url": url, "code": code, "s": round(seconds, 4), "bytes": nbytes,
                       "message": message[:300]})
+
+
+def _release(resp: urllib3.BaseHTTPResponse, drain: bool) -> None:
+    """Give resp's connection back to its pool with nothing of this response left on it.
+
+    An unread rest of a body is what the next request on that connection would read first: http.client then refuses
+    the new response, and urllib3 (when allowed a read retry) resent the request unseen, so a host got it twice. A
+    rest that ends within DRAIN_MAX bytes (and a second) is read and dropped, keeping the connection; a longer one,
+    or one on a connection that broke, is closed instead (the pool opens a new connection when it needs one).
+    """
+    try:
+        if drain and not resp.closed and (resp.length_remaining or 0) <= DRAIN_MAX:
+            n, deadline = 0, time.monotonic() + 1.0
+            while n <= DRAIN_MAX and time.monotonic() < deadline:
+                chunk = resp.read(1 << 14, decode_content=False)
+                if not chunk:
+                    break
+                n += len(chunk)
+    except (u3.HTTPError, OSError, http.client.HTTPException):
+        pass
+    if not resp.closed:
+        resp.close()
+    resp.release_conn()
 
 
 def _network_error(exc: BaseException) -> FetchError:

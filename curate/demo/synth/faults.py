@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-FAULT_KINDS = ("429", "500", "reset", "slow", "truncate", "html")
+FAULT_KINDS = ("429", "500", "503", "404", "410", "reset", "slow", "truncate", "html")
+DEFAULT_KINDS = ("429", "500", "reset", "slow", "truncate", "html")   # the ones that clear: what a flaky host does
+GONE_KINDS = ("404", "410")   # a page that is gone stays gone: these faults never clear
 ELIGIBLE = ("/i/", "/v/", "/private/", "/watch", "/search", "/tags/", "/datasets/")
 
 
@@ -17,13 +20,14 @@ class Faults:
     """Which requests fail and how.
 
     A request target (path + query) is faulty with probability `rate`; a faulty target fails its first 1..max_failures
-    attempts with one kind, then works, unless it falls in the `permanent` fraction, which never clears. Everything
-    is a pure function of (seed, target, attempt number), so two runs against the same world see the same faults.
+    attempts with one kind, then works, unless it falls in the `permanent` fraction or its kind is 404 or 410, which
+    never clear. Everything is a pure function of (seed, target, attempt number), so two runs against the same world
+    see the same faults.
     """
 
     rate: float = 0.0
     seed: int = 0
-    kinds: tuple[str, ...] = FAULT_KINDS
+    kinds: tuple[str, ...] = DEFAULT_KINDS
     max_failures: int = 2
     permanent: float = 0.0
     slow_s: float = 1.5          # how long a slow body takes in all
@@ -48,7 +52,7 @@ class Faults:
             return None
         kind = self.kinds[h[8] % len(self.kinds)]
         failures = 1 + h[9] % self.max_failures
-        permanent = int.from_bytes(h[10:14], "big") / 2**32 < self.permanent
+        permanent = kind in GONE_KINDS or int.from_bytes(h[10:14], "big") / 2**32 < self.permanent
         return kind if permanent or attempt < failures else None
 
 
@@ -64,7 +68,8 @@ def forced(query: dict[str, list[str]], attempt: int) -> str | None:
 
 
 class Stats:
-    """Thread-safe counters: requests per target, full-body media deliveries per target, faults and statuses."""
+    """Thread-safe counters: requests per target, full-body media deliveries per target, faults and statuses, and
+    a timeline on the server's clock (time.monotonic): when each request was read and when each status went out."""
 
     def __init__(self) -> None:
         self._lock = threading.Condition()
@@ -90,19 +95,25 @@ class Stats:
             self.faults: Counter[str] = Counter()
             self.status: Counter[str] = Counter()
             self.bytes_sent = 0
+            self.connections = 0                                  # TCP connections accepted
+            self.starts: list[tuple[float, str]] = []            # (time, target) of every request, in order
+            self.responses: list[tuple[float, str, int]] = []    # (time, target, status) as the headers go out
 
     def attempt(self, target: str) -> int:
         """Count a request; return how many came before it."""
         with self._lock:
             n = self.requests[target]
             self.requests[target] = n + 1
+            self.starts.append((time.monotonic(), target))
             return n
 
-    def add(self, *, status: int | None = None, fault: str | None = None, completed: str | None = None,
-            sent: int = 0) -> None:
+    def add(self, *, status: int | None = None, target: str = "", fault: str | None = None,
+            completed: str | None = None, sent: int = 0, connection: bool = False) -> None:
         with self._lock:
+            self.connections += connection
             if status is not None:
                 self.status[str(status)] += 1
+                self.responses.append((time.monotonic(), target, status))
             if fault:
                 self.faults[fault] += 1
             if completed:
@@ -115,4 +126,5 @@ class Stats:
             self._lock.wait_for(lambda: self._busy == 0, timeout=settle_s)
             return {"total_requests": sum(self.requests.values()), "requests": dict(self.requests),
                     "completed": dict(self.completed), "faults": dict(self.faults), "status": dict(self.status),
-                    "bytes_sent": self.bytes_sent}
+                    "bytes_sent": self.bytes_sent, "connections": self.connections, "starts": list(self.starts),
+                    "responses": list(self.responses)}

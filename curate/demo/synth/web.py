@@ -2,12 +2,13 @@
 
 Endpoints: image/video search JSON (`/search`), hashtag feeds (`/tags/<tag>`, JSON or HTML), watch pages
 (`/watch?v=<id>`, a <video> tag yt-dlp's generic extractor downloads), direct media with Range support, Kinetics-style
-CSVs (`/datasets/target.csv`), `robots.txt`, `X-Robots-Tag: noai` on opted-out items, optional fault injection and
-request counters (`/_stats`).
+CSVs (`/datasets/target.csv`), `robots.txt`, `X-Robots-Tag: noai` on opted-out items, optional fault injection (error
+pages with real bodies on keep-alive connections) and request counters with a timeline (`/_stats`).
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import html
 import json
@@ -98,6 +99,7 @@ class Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle stall between header and body
+        self.server.stats.add(connection=True)
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - quiet by default
         if self.server.verbose:
@@ -258,22 +260,20 @@ class Handler(BaseHTTPRequestHandler):
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.connection.close()
             return
-        if fault in ("429", "500", "html"):
+        if fault in ERROR_FAULTS:
             stats.add(fault=fault)
-            status, completed, headers = {"429": 429, "500": 500, "html": 200}[fault], None, {}
+            status, completed, headers = ERROR_FAULTS[fault], None, {}
             if fault == "429":
                 headers["Retry-After"] = str(self.server.faults.retry_after_s)
-            body, ctype = (b"<!doctype html><html><head><title>Sign in</title></head><body>"
-                           b"<p>Please sign in to continue.</p></body></html>\n", "text/html; charset=utf-8") \
-                if fault == "html" else (json.dumps({"error": f"injected {fault}"}).encode(), "application/json")
+            body, ctype = _fault_page(status), "text/html; charset=utf-8"
+        if count:   # stamped before the headers go out: no client can have seen them earlier
+            stats.add(status=status, target=self.path)
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()
-        if count:
-            stats.add(status=status)
         if self.head:
             return
         try:
@@ -298,6 +298,27 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         stats.add(completed=completed, sent=len(body))
+
+
+ERROR_FAULTS = {"429": 429, "500": 500, "503": 503, "404": 404, "410": 410, "html": 200}   # fault -> status
+
+
+@functools.cache
+def _fault_page(status: int) -> bytes:
+    """The page a faulty response carries, as big as a real site's: an error page (about 4 KB: the site's header,
+    a message, a footer of links) or, with status 200, a sign-in wall where media was expected (about 200 KB of
+    inline script and style). A client that leaves one unread has it waiting on the connection."""
+    links = "".join(f'<li><a href="/section/{i}">Section {i}</a></li>' for i in range(40))
+    nav = f'<header><nav><ul class="site-nav">{links}</ul></nav></header>'
+    if status == 200:
+        title, text = "Sign in", "<p>Please sign in to continue.</p>"
+        filler = "<script>/* " + "the site's bundled code, as real sign-in walls inline it " * 3600 + "*/</script>"
+    else:
+        title, text = f"Error {status}", f"<p>Sorry, this page answered {status}. Try again later or go home.</p>"
+        filler = ""
+    page = (f'<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>{filler}</head>'
+            f'<body>{nav}<main><h1>{title}</h1>{text}</main><footer>{nav}</footer></body></html>\n')
+    return page.encode()
 
 
 def _parse_range(value: str, size: int) -> tuple[int, int] | None:
