@@ -1,6 +1,7 @@
 """`curate demo`'s ending: the FineGym export of the world, the tables printed to the terminal and report.html."""
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,6 +33,15 @@ def gym_export(world: World, out: Path) -> dict[str, Any]:
 
 def _pairs(world: World) -> list[tuple[int, int]]:
     return reversal_pairs(classes(len(world.classes)))
+
+
+def _frame_models(result: LoopResult, world: World) -> tuple[pd.DataFrame, list[str]]:
+    """The frame models' Table 1 at the pair level and why (tables.frame_model_note)."""
+    from trainers.config import is_2d
+    from trainers.train import make_config
+
+    models = [m for m in result.runs["model"].unique() if is_2d(make_config(m)["model"])]
+    return rp.frame_model_note(result.runs, _pairs(world), len(world.classes), models)
 
 
 def _rich(df: pd.DataFrame, title: str) -> Table:
@@ -73,6 +83,11 @@ def print_tables(con: Console, result: LoopResult, world: World, locdet: Mapping
     pairs = rp.pair_table(result.runs, _pairs(world), world.classes)
     if not pairs.empty:
         con.print(_rich(pairs.drop(columns="pairs"), "accuracy inside temporal-order pairs (chance 0.5)"))
+    frames, said = _frame_models(result, world)
+    if not frames.empty:
+        con.print(_rich(frames, "frame models: test top-1 with each temporal-order pair counted as one class"))
+        for line in said:
+            con.print(f"  {line}", highlight=False)
     con.print(_rich(rp.level_table(result.runs), "per-level test accuracy (FineGym hierarchy)"))
     if result.efficiency is not None:
         con.print(efficiency_table(result.efficiency))
@@ -131,6 +146,7 @@ def report(path: Path, result: LoopResult, world: World, out: Path, locdet: Mapp
                "time": f"{seconds:.0f} s; " + ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())
                + (f"; {result.budget}" if result.budget else "")}
     pairs = rp.pair_table(runs, _pairs(world), world.classes)
+    frames, said = _frame_models(result, world)
     sections = [
         ("The crawl", [rp._table(rp.counts_table(result.web), "counts"), rp._img(figs["counts"])]),
         ("Near-duplicates of val/test", [
@@ -151,7 +167,9 @@ def report(path: Path, result: LoopResult, world: World, out: Path, locdet: Mapp
         ("Classes that differ only in temporal order", [
             "<p>Accuracy on test clips of each pair, counted over predictions that fall inside the pair "
             "(chance 0.5): 2D TSN averages frames and cannot see order; 3D models can.</p>",
-            rp._table(pairs, "pairs")]),
+            rp._table(pairs, "pairs"),
+            *([f"<p>{html.escape(said[0])}</p>", rp._table(frames, "frame_models"), rp.verdict_list(said[1:])]
+              if not frames.empty else [])]),
         ("Per-level accuracy (FineGym hierarchy: element, set, event)", [
             rp._table(rp.level_table(runs), "levels"),
             f"<p>FineGym export: {gym['events']} events, {gym['elements']} elements; files: "

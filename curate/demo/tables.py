@@ -13,7 +13,7 @@ import pandas as pd
 
 from curate.clean.filter import AT_RECALL, TARGET_PRECISION, precision_recall
 from curate.core.files import save_figure, write_text
-from curate.demo.loop import CROSS_FIT_RUN, TARGET_ONLY, UNFILTERED, LoopResult, filtered, pair_accuracy
+from curate.demo.loop import CROSS_FIT_RUN, TARGET_ONLY, UNFILTERED, LoopResult, filtered, pair_scores
 from curate.demo.truth import judged_rows
 from curate.demo.verdicts import compare
 
@@ -54,7 +54,7 @@ def table_one(runs: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def verdicts(runs: pd.DataFrame) -> list[str]:
+def verdicts(runs: pd.DataFrame, metric: str = "top1") -> list[str]:
     """Plain sentences on whether each expected effect appeared, on the paired seeds (curate.demo.verdicts)."""
     out = []
     checks = [(filtered(1), TARGET_ONLY, "web data + teacher filtering improve on the target alone"),
@@ -65,7 +65,8 @@ def verdicts(runs: pd.DataFrame) -> list[str]:
         present = set(runs.loc[runs["model"] == model, "condition"])
         for a, b, what in checks:
             if a in present and b in present:
-                out.append(f"{model}: {what}? {compare(runs, model, a, b).sentence()}")
+                unit = "top-1" if metric == "top1" else metric.replace("_", " ")
+                out.append(f"{model}: {what}? {compare(runs, model, a, b, metric).sentence(unit)}")
     return out
 
 
@@ -73,10 +74,34 @@ def pair_table(runs: pd.DataFrame, pairs: Sequence[tuple[int, int]], names: Sequ
     """Accuracy inside the classes that differ only in temporal order (chance 0.5), per model and condition."""
     if not pairs:
         return pd.DataFrame()
-    acc = runs.assign(pair_acc=[pair_accuracy(r, pairs) for r in runs["run"]])
+    acc = with_pair_scores(runs, pairs)
     t = table_one(acc, "pair_acc")
     t.insert(1, "pairs", "; ".join(f"{names[a]} / {names[b]}" for a, b in pairs))
     return t.drop(columns=[c for c in t.columns if c.startswith("Δ")])
+
+
+def with_pair_scores(runs: pd.DataFrame, pairs: Sequence[tuple[int, int]]) -> pd.DataFrame:
+    """runs with the pair_acc and pair_top1 of every run (curate.demo.loop.pair_scores)."""
+    scores = pd.DataFrame([pair_scores(r, pairs) for r in runs["run"]], index=runs.index)
+    return runs.assign(**{c: scores[c] for c in scores})
+
+
+def frame_model_note(runs: pd.DataFrame, pairs: Sequence[tuple[int, int]], num_classes: int,
+                     frame_models: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:
+    """Why a frame model's Table 1 row cannot show web data's effect on this world, with the numbers: its top-1 is
+    bounded (it can only guess inside the temporal-order pairs), so its table is also given with each pair counted
+    as one class, with paired verdicts there. (table, sentences); empty without frame models or pairs."""
+    runs = runs[runs["model"].isin(frame_models)]
+    if runs.empty or not pairs:
+        return pd.DataFrame(), []
+    bound = (num_classes - len(pairs)) / num_classes       # a sure pick of the pair, a coin flip inside it
+    table = table_one(with_pair_scores(runs, pairs), "pair_top1")
+    said = [f"{len(pairs)} temporal-order pairs hold {2 * len(pairs)} of the {num_classes} classes; a frame model "
+            f"averages its frames, so its test top-1 is bounded near {bound:.2f} (a coin flip inside each pair, "
+            "the pair accuracy table shows it at chance) whatever data it sees. Counted with each pair as one class, "
+            "the effect of web data is measurable:"]
+    said += verdicts(with_pair_scores(runs, pairs), "pair_top1")
+    return table, said
 
 
 def level_table(runs: pd.DataFrame) -> pd.DataFrame:

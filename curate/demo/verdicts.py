@@ -44,11 +44,11 @@ class Paired:
             return "not shown"
         return "yes" if self.low > 0 else "reversed" if self.high < 0 else "not shown"
 
-    def sentence(self) -> str:
-        """'yes (+0.112, 95 % interval +0.041 to +0.183, 3 of 3 seeds better; pairs 3, detects >= 0.071)'."""
+    def sentence(self, unit: str = "top-1") -> str:
+        """'yes (+0.112 top-1, 95 % interval +0.041 to +0.183, 3 of 3 seeds better; 3 pairs detect ...)'."""
         if self.n < 2:
             return f"not shown (only {self.n} pair)"
-        return (f"{self.verdict} ({self.mean:+.3f} top-1, 95 % interval {self.low:+.3f} to {self.high:+.3f}, "
+        return (f"{self.verdict} ({self.mean:+.3f} {unit}, 95 % interval {self.low:+.3f} to {self.high:+.3f}, "
                 f"{self.wins} of {self.n} seeds better; {self.n} pairs detect a difference of "
                 f"{self.detectable:.3f} or more)")
 
