@@ -41,7 +41,7 @@ def main() -> None:
     target = args.demo / "manifests" / "target.parquet"
     scored = []
     for r in runs.itertuples():
-        for ckpt in ("last", "best"):
+        for ckpt in ("last", "best", "avg"):
             if not (r.run / f"{ckpt}.pt").exists():     # best.pt only where the run validated while training
                 continue
             for views in args.views:

@@ -258,6 +258,10 @@ def test_the_time_budget_drops_the_curves_first_then_shortens_the_2d_students_th
     fast = pd.DataFrame({"model": ["tsn_r50", "slowonly_r50"], "run_s": [52.0, 58.0]})
     ample = replace(spec, budget_s=1300.0)
     assert fit_budget(ample, fast) == (ample, True, None)       # fits: nothing changes
+    roomy_seeds = replace(ample, max_seeds=8, budget_s=4000.0)   # a fast machine: more seed pairs for Table 1
+    more_seeds = fit_budget(roomy_seeds, fast)[0]
+    assert 3 < len(more_seeds.seeds) <= 8 and more_seeds.seeds == tuple(range(len(more_seeds.seeds)))
+    assert len(fit_budget(replace(roomy_seeds, budget_s=1300.0), fast)[0].seeds) == 3   # no room: the three
     assert fit_budget(ample, fast, extra_s=600.0)[2] is not None   # the cross-fitted teachers' time counts
     assert fit_budget(replace(spec, budget_s=None), fast.assign(run_s=[1e4, 1e4]))[2] is None   # no budget, no limit
 
@@ -296,5 +300,7 @@ def test_the_time_budget_drops_the_curves_first_then_shortens_the_2d_students_th
     assert hopeless.epochs_of("tsn_r50") == hopeless.epochs_of("slowonly_r50") == MIN_EPOCHS   # never below
 
     assert _spec(False, 3, None, None, None, None).budget_s == 11 * 60          # the default
+    assert _spec(False, None, None, None, None, None).max_seeds == 8 and _spec(False, 4, None, None, None, None).seeds \
+        == (0, 1, 2, 3)                                                           # --seeds N: exactly N
     assert _spec(False, 3, None, 40, None, None).budget_s is None                 # explicit epochs: taken as given
     assert _spec(False, 3, None, None, None, None, budget_min=0).budget_s is None

@@ -101,3 +101,25 @@ def test_resume_after_sigkill_ends_with_identical_weights(task, tiny_world, locd
     if task != "localization":                                                          # no --resume: refused
         again = _start(command(tmp_path / "whole", False))
         assert again.wait(timeout=300) == 1 and b"already holds a run" in again.stdout.read()
+
+
+def test_the_last_epochs_averaged_into_avg_pt(tiny_world, tmp_path):
+    from trainers.loop import running_average
+    from trainers.sources import Source
+    from trainers.train import make_config, train
+
+    a, b = {"w": torch.tensor([1.0, 3.0]), "n": torch.tensor(5)}, {"w": torch.tensor([3.0, 5.0]), "n": torch.tensor(9)}
+    avg = running_average(running_average({"n": 0, "state": None}, a), b)
+    assert avg["n"] == 2 and torch.equal(avg["state"]["w"], torch.tensor([2.0, 4.0])) and int(avg["state"]["n"]) == 9
+    sched = {"epochs": 4, "batch_size": 4, "optimizer": "adamw", "grad_clip": None, "log_every": 1}
+    src = [Source("target", tiny_world.target_manifest, split="train", root=tiny_world.root)]
+    for share, out in ((0.25, "one"), (0.5, "two")):
+        cfg = make_config("tsn_r50", tiny=True, overrides={"schedule": {**sched, "average_last": share},
+                                                           "data": {"size": 32, "scale": 32}})
+        train(cfg, src, tmp_path / out, progress=False)
+    last, one = (read_checkpoint(tmp_path / "one" / f"{k}.pt") for k in ("last", "avg"))
+    assert one["meta"]["averaged_epochs"] == 1
+    assert all(torch.equal(last["state_dict"][k], one["state_dict"][k]) for k in last["state_dict"])
+    two = read_checkpoint(tmp_path / "two" / "avg.pt")
+    assert two["meta"]["averaged_epochs"] == 2
+    assert not torch.equal(two["state_dict"]["cls_head.fc_cls.weight"], last["state_dict"]["cls_head.fc_cls.weight"])

@@ -6,12 +6,14 @@ gradient clipping), bf16 AMP on CUDA, DDP under torchrun, checkpoints, exact res
   last.pt        model + training state (optimizer, position in the epoch, every rank's RNG state): `resume=True`
                  continues from it to the same final weights as an uninterrupted run (same seed, CPU)
   best.pt        the best model on validation so far (by task.best_metric), no training state
+  avg.pt         with schedule.average_last: the weights averaged over the last epochs' ends
   metrics.jsonl  one JSON object per line: train (loss per part, lr, clips/s), val, checkpoint, resume events
   curve.png      the learning curve
   config.yaml    task.config
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import time
@@ -119,6 +121,16 @@ def fingerprint(s: Schedule, **what: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def running_average(avg: dict[str, Any], state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """avg ({'n', 'state'}) with one more state dict in it: float tensors averaged, the others (counters) the last."""
+    n = avg["n"] + 1
+    if avg["state"] is None:
+        return {"n": 1, "state": {k: v.detach().clone() for k, v in state.items()}}
+    out = {k: (a + (state[k].detach() - a) / n if a.is_floating_point() else state[k].detach().clone())
+           for k, a in avg["state"].items()}
+    return {"n": n, "state": out}
+
+
 def _rng_state() -> dict[str, Any]:
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -147,6 +159,8 @@ def fit(task: Task, s: Schedule, out: str | Path, *, rank: ddp.Rank, device: tor
     optimizer = make_optimizer(model, s)
     spe = task.steps_per_epoch
     epoch, step, best = 0, 0, {"value": None, "epoch": None, "metrics": {}}
+    avg_from = s.epochs - max(1, round(s.epochs * s.average_last)) if s.average_last > 0 else None
+    avg: dict[str, Any] = {"n": 0, "state": None}
     resume_step, note = None, {}
     if rank.active:  # dropout and other randomness in the step differ per rank (the data does not: keys are seeded)
         torch.manual_seed(s.seed + 7919 * (rank.rank + 1))
@@ -159,6 +173,7 @@ def fit(task: Task, s: Schedule, out: str | Path, *, rank: ddp.Rank, device: tor
         model.load_state_dict(payload["state_dict"])
         optimizer.load_state_dict(st["optimizer"])
         epoch, step, best = int(st["epoch"]), int(st["step"]), dict(st["best"])
+        avg = st.get("avg") or avg
         states = st.get("rng_ranks") or [st["rng"]]
         _set_rng_state(states[rank.rank] if len(states) == rank.world else states[0])
         if len(states) != rank.world:
@@ -181,7 +196,8 @@ def fit(task: Task, s: Schedule, out: str | Path, *, rank: ddp.Rank, device: tor
         if with_state:
             rngs = ddp.gather(_rng_state(), rank)
             st = {"epoch": epoch, "step": step, "optimizer": optimizer.state_dict(), "rng": rngs[0],
-                  "best": best, "fingerprint": task.fingerprint, **({"rng_ranks": rngs} if rank.active else {})}
+                  "best": best, "fingerprint": task.fingerprint, **({"rng_ranks": rngs} if rank.active else {}),
+                  **({"avg": avg} if avg_from is not None else {})}
         if rank.main:
             save_checkpoint(path, model, {**task.meta, "epoch": epoch, "step": step,
                                           "metrics": dict(metrics or best["metrics"])}, st)
@@ -229,6 +245,8 @@ def fit(task: Task, s: Schedule, out: str | Path, *, rank: ddp.Rank, device: tor
                     checkpoint(last_path, True)
                     log.write(event="checkpoint", epoch=epoch, step=step, global_step=g_step + 1)
             epoch, step = epoch + 1, 0
+            if avg_from is not None and epoch > avg_from:
+                avg = running_average(avg, model.state_dict())
             if task.evaluate is not None and rank.main and (epoch % s.eval_every == 0 or epoch == s.epochs):
                 model.eval()
                 with torch.no_grad():
@@ -245,6 +263,11 @@ def fit(task: Task, s: Schedule, out: str | Path, *, rank: ddp.Rank, device: tor
             if rank.main and (epoch == s.epochs or time.perf_counter() - plotted > PLOT_EVERY_S):
                 plot_curve(log.entries(), out / "curve.png")
                 plotted = time.perf_counter()
+    if avg_from is not None and rank.main and avg["state"] is not None:
+        averaged = copy.deepcopy(model)
+        averaged.load_state_dict(avg["state"])
+        save_checkpoint(out / "avg.pt", averaged, {**task.meta, "epoch": epoch, "step": 0, "metrics": {},
+                                                   "averaged_epochs": avg["n"]}, None)
     ddp.barrier(rank)   # every rank returns after rank 0's files are written
     return FitResult(out, last_path, best_path if best_path.exists() else None, dict(best["metrics"]), epoch,
                      time.perf_counter() - t_start, log.entries())

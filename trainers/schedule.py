@@ -46,6 +46,8 @@ class Schedule:
     seed: int = 0
     level: str = "label"                # label, element, set or event: which hierarchy level is the class
     best_metric: str = "top1"           # top1, top5 or mean_class_acc: what best.pt keeps the best of
+    average_last: float = 0.0           # > 0: avg.pt, the weights (and BN statistics) averaged over the epoch ends of
+                                        # this last share of the run (0.25: the last quarter)
     freeze_backbone: bool = False       # transfer: train the head only (backbone norms keep their statistics)
     backbone_lr_mult: float = 1.0       # transfer: backbone lr = lr x this (e.g. 0.1 when fine-tuning)
 

@@ -54,7 +54,7 @@ def fit_budget(spec: LoopSpec, teachers: pd.DataFrame, efficiency: bool = True, 
         1 + 2 * len(spec.fractions) * web) * spec.efficiency_epochs / parallel if efficiency else 0.0
     left = spec.budget_s - OTHER_STAGES * float(teachers["run_s"].max()) - extra_s / parallel
     if students + curves <= left:
-        return spec, efficiency, None
+        return more_seeds(spec, students + curves, left), efficiency, None
     speed = ", ".join(f"{Path(m).stem} {v:.2f}" for m, v in per_epoch.items())
     note = (f"time budget {spec.budget_s:.0f} s: the teachers trained at {speed} s per epoch on this machine, "
             f"which leaves {left:.0f} s for the students ({students:.0f} s planned)")
@@ -68,6 +68,14 @@ def fit_budget(spec: LoopSpec, teachers: pd.DataFrame, efficiency: bool = True, 
     full = spec.budget_s - left + students + curves
     note += f" (the whole plan: --budget-min 0, about {full / 60:.0f} minutes here)"
     return spec, False, note
+
+
+def more_seeds(spec: LoopSpec, planned: float, left: float) -> LoopSpec:
+    """Where the whole plan fits with time to spare (a faster machine), more seeds for Table 1's paired verdicts:
+    as many as fit, up to spec.max_seeds (student time grows with the seed count)."""
+    n = len(spec.seeds)
+    fits = [k for k in range(n + 1, spec.max_seeds + 1) if planned * k / n <= left]
+    return replace(spec, seeds=tuple(range(max(fits)))) if fits else spec
 
 
 def shrink(plan: Mapping[str, int], unit: Mapping[str, float], left: float,

@@ -16,6 +16,7 @@ class LoopSpec:
 
     models: tuple[str, ...] = ("tsn_r50", "slowonly_r50")   # students; the first two are the image / video teachers
     seeds: tuple[int, ...] = (0, 1, 2)
+    max_seeds: int = 0               # > len(seeds): the budget adds seeds up to this many where they fit (budget.py)
     rounds: int = 2                  # filter rounds; round k's teachers are the best students of round k - 1
     tiny: bool = True
     size: int = 48                   # crop side (SlowOnly teacher top-1 on a 2-core Xeon: 32 0.60, 48 0.75, 64 0.82)
@@ -69,17 +70,18 @@ def parse_cross_fit(text: str) -> tuple[int, int] | None:
     return int(folds), int(splits)
 
 
-def loop_spec(full: bool, seeds: int, teacher_epochs: int | None, student_epochs: int | None, workers: int | None,
+def loop_spec(full: bool, seeds: int | None, teacher_epochs: int | None, student_epochs: int | None, workers: int | None,
               device: str | None, students: str = "", rounds: int = 2, budget_min: float | None = None,
               web_images: str = "2d", cross_fit: str = "3x1") -> LoopSpec:
     """`curate demo`'s options as a LoopSpec; a bad option is a ValueError naming it, raised before any work."""
-    if seeds < 1:
+    if seeds is not None and seeds < 1:
         raise ValueError("--seeds: give at least one seed")
     try:
         folds = parse_cross_fit(cross_fit)
     except ValueError as exc:
         raise ValueError(f"--cross-fit: {exc}") from exc
-    knobs = {"seeds": tuple(range(seeds)), "device": device, "rounds": rounds, "web_images": web_images,
+    knobs = {"seeds": tuple(range(seeds or 3)), "max_seeds": 0 if seeds else 8, "device": device, "rounds": rounds,
+             "web_images": web_images,
              "cross_fit": folds}
     extra = [m.strip() for m in students.split(",") if m.strip()]
     unknown = sorted(set(extra) - set(family()))

@@ -27,6 +27,7 @@ from trainers.inputs import data_overrides
 from trainers.sources import Source
 from trainers.train import make_config, train
 
+AVERAGE_LAST = 0.25   # avg.pt: the weights averaged over the last quarter's epoch ends (bench/paired_spread.py)
 WARMUP_SHARE = 0.125   # linear warm-up over this share of a run's epochs (MMAction2's SlowOnly: 34 of 256): it halved
                        # the SlowOnly students' seed spread on the demo worlds (docs/experiments.md)
 
@@ -220,7 +221,7 @@ def run_config(model: str | Path, tiny: bool, epochs: int, batch_size: int, lr: 
     (unless data says otherwise), frame interval 2 for 3D models."""
     cfg = make_config(model, tiny=tiny, overrides={"schedule": {
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": "adamw", "grad_clip": None, "seed": seed,
-        "warmup_epochs": epochs * WARMUP_SHARE, **(schedule or {})}})
+        "warmup_epochs": epochs * WARMUP_SHARE, "average_last": AVERAGE_LAST, **(schedule or {})}})
     knobs = {"size": size, "scale": size, "flip": 0.0, "frame_interval": None if is_2d(cfg["model"]) else 2,
              **(data or {})}
     cfg["data"] = {**cfg.get("data", {}), **data_overrides(cfg["model"], **knobs)}
