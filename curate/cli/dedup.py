@@ -10,8 +10,8 @@ from rich.table import Table
 
 
 @click.command("dedup")
-@click.argument("manifest_path", metavar="WEB_MANIFEST", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--target", "target_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.argument("manifest_path", metavar="WEB_MANIFEST", type=click.Path(exists=True, path_type=Path))
+@click.option("--target", "target_path", required=True, type=click.Path(exists=True, path_type=Path),
               help="The target manifest; its val and test rows are what web rows must not copy.")
 @click.option("--embed", type=click.Choice(["pixels", "teacher"]), default="pixels", show_default=True,
               help="pixels: standardised 16x16 thumbnails of 4 frames per video (frame-level, robust to re-encodes, "
