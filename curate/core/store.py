@@ -27,7 +27,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +41,7 @@ MERGE_PARTS = 32                # trailing one-commit files merged into one by t
 MERGE_MAX_BYTES = 8 << 20       # ... when each is smaller than this (bigger commits stay as they are)
 ROW_GROUP = 128 * 1024          # rows per Parquet row group: compaction streams the base a row group at a time
 _PART = re.compile(r"^part-(\d{8})-(\d{8})\.parquet$")
+_WRITTEN: dict[Path, pa.Table] = {}     # one-commit parts this process wrote and has not merged: the merge reads these
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,10 @@ def is_folder(path: str | os.PathLike) -> bool:
 
 def parts(path: str | os.PathLike) -> list[Part]:
     """The live part files of a folder in commit order (those no other file's range covers)."""
-    every = _listing(Path(path))
+    return _live(_listing(Path(path)))
+
+
+def _live(every: list[Part]) -> list[Part]:
     live, reach = [], -1
     for p in sorted(every, key=lambda p: (p.first, -p.last)):
         if p.last > reach:
@@ -94,8 +98,8 @@ def _staging(path: Path) -> Path:
 def read_table(path: str | os.PathLike, columns: list[str] | None = None, filter: pc.Expression | None = None
                ) -> pa.Table:
     """The folder's table: the latest row of each item_id, in the order ids first appeared; columns and a row
-    filter (e.g. `pc.field('label') == 'abseiling'`) are applied while reading (memory: the files after the first
-    plus one row group of the first, plus the result)."""
+    filter (e.g. `pc.field('label') == 'abseiling'`, on columns read) are applied while reading (memory: the files
+    after the first plus one row group of the first, plus the result)."""
     for attempt in range(3):    # a compaction running beside us may delete a file between listing and opening
         try:
             live = parts(path)
@@ -103,7 +107,7 @@ def read_table(path: str | os.PathLike, columns: list[str] | None = None, filter
                 return pq.read_table(live[0].path, columns=columns, filters=filter)
             if filter is None:
                 return _concat(list(_merged(live, columns)))
-            return _select(_concat([piece.filter(filter) for piece in _merged(live)]), columns)
+            return _select(_concat([piece.filter(filter) for piece in _merged(live, columns)]), columns)
         except FileNotFoundError:
             if attempt == 2:
                 raise
@@ -146,6 +150,9 @@ def _latest(live: list[Part], schema: pa.Schema) -> pa.Table:
     cols = [f.name for f in schema]
     tables = []
     for p in live:
+        if p.path in _WRITTEN:
+            tables.append(_conform(_select(_WRITTEN[p.path], cols), schema))
+            continue
         f = pq.ParquetFile(p.path)
         tables.append(_conform(f.read(columns=[c for c in cols if c in f.schema_arrow.names]), schema))
     table = _concat(tables).combine_chunks() if tables else schema.empty_table()
@@ -188,18 +195,25 @@ def _select(table: pa.Table, columns: list[str] | None) -> pa.Table:
 
 # ------------------------------------------------------------------------------------------------------ writing
 
-def commit(path: str | os.PathLike, table: pa.Table, metadata: Mapping[str, str] | None = None) -> Path:
+def commit(path: str | os.PathLike, table: pa.Table | Iterable[pa.Table], metadata: Mapping[str, str] | None = None
+           ) -> Path:
     """Upsert table's rows (item ids unique) as one new part file: O(rows), atomic (the rename commits it).
 
-    path: a folder, a single-file manifest (turned into a folder whose first part is the old file, hard-linked,
-    not rewritten) or nothing yet. metadata: the manifest's key/value metadata from now on (None: unchanged)."""
+    table: one table, or pieces of one schema written as they come (a plan larger than memory). path: a folder, a
+    single-file manifest (turned into a folder whose first part is the old file, hard-linked, not rewritten) or
+    nothing yet. metadata: the manifest's key/value metadata from now on (None: unchanged)."""
     path = Path(path)
     if not is_folder(path):
         if not path.exists():
             return _make_folder(path, table, metadata or {})
         _make_folder(path)
-    n = max((p.last for p in _listing(path)), default=-1) + 1
+    every = _listing(path)
+    if len(_live(every)) < len(every):      # files a killed compaction left behind
+        _clean(path)
+    n = max((p.last for p in every), default=-1) + 1
     _write(path / _name(n, n), table, read_metadata(path) if metadata is None else metadata)
+    if isinstance(table, pa.Table) and table.nbytes <= MERGE_MAX_BYTES:
+        _WRITTEN[path / _name(n, n)] = table
     _merge_tail(path)
     return path
 
@@ -225,7 +239,7 @@ def compact(path: str | os.PathLike) -> Path:
     return path
 
 
-def _make_folder(path: Path, table: pa.Table | None = None, meta: Mapping[str, str] | None = None) -> Path:
+def _make_folder(path: Path, table: pa.Table | Iterable[pa.Table] | None = None, meta: Mapping[str, str] | None = None) -> Path:
     """Put a folder at path, atomically: its first part is table, else the single file at path (hard-linked).
 
     The folder is built whole beside path, the old file removed, the folder renamed into place; a kill between the
@@ -250,12 +264,13 @@ def _make_folder(path: Path, table: pa.Table | None = None, meta: Mapping[str, s
     return path
 
 
-def _write(dest: Path, table: pa.Table, meta: Mapping[str, str]) -> None:
-    _write_pieces(dest, iter([table]), meta)
+def _write(dest: Path, table: pa.Table | Iterable[pa.Table], meta: Mapping[str, str]) -> None:
+    _write_pieces(dest, iter([table]) if isinstance(table, pa.Table) else iter(table), meta)
 
 
 def _write_pieces(dest: Path, pieces: Iterator[pa.Table], meta: Mapping[str, str], rename: bool = True) -> None:
-    """Write pieces (one schema) as one Parquet file: to a hidden temporary name, fsync, rename, fsync the folder."""
+    """Write pieces (one schema) as one Parquet file: to a hidden temporary name, fsync, rename (as durable as the
+    single-file write: the file's bytes are on disk before its name appears)."""
     tmp = dest.with_name(f".{uuid.uuid4().hex}.tmp") if rename else dest
     writer = None
     try:
@@ -268,7 +283,6 @@ def _write_pieces(dest: Path, pieces: Iterator[pa.Table], meta: Mapping[str, str
         _fsync(tmp)
         if rename:
             os.rename(tmp, dest)
-            _fsync(dest.parent)
     finally:
         if rename:
             tmp.unlink(missing_ok=True)
@@ -302,5 +316,6 @@ def _clean(path: Path) -> None:
     for p in _listing(path):
         if p.path not in live:
             p.path.unlink(missing_ok=True)
+            _WRITTEN.pop(p.path, None)
     for tmp in path.glob(".*.tmp"):
         tmp.unlink(missing_ok=True)
