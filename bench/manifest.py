@@ -93,8 +93,7 @@ def bench_single(n: int, base: pa.Table, commits: int) -> dict:
         t = time.perf_counter()
         df = mf.upsert(df, part)
         up.append(time.perf_counter() - t)
-        wr.append(timed(lambda: mf.write(df, path)))
-    del df
+        wr.append(timed(lambda d=df: mf.write(d, path)))
     label = pc.field("label") == CLASSES[7]
     return {"commit": stats([u + w for u, w in zip(up, wr)]), "upsert_ms": stats(up)["median_ms"],
             "write_ms": stats(wr)["median_ms"], "read_s": timed(lambda: pq.read_table(path)),

@@ -155,7 +155,6 @@ with open(log, "a") as fh:
 """
 
 
-@pytest.mark.slow
 def test_commits_sigkilled_at_random_moments_lose_and_duplicate_nothing(tmp_path):
     """A child commits 250-row batches (200 updates, 50 new rows) into a 10^5-row manifest, compacting every 10, and
     logs each batch after its commit returns; it is SIGKILLed at random moments. After every kill the manifest opens,

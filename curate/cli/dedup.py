@@ -24,7 +24,7 @@ from rich.table import Table
               help="Also collapse near-duplicates inside the web manifest to its best-scored row.")
 @click.option("--index", "index_kind", type=click.Choice(["auto", "flat", "ivf"]), default="auto", show_default=True,
               help="faiss index: exact for up to 200k indexed vectors, IVF beyond (auto); GPU when faiss sees one.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--out", type=click.Path(path_type=Path),
               help="Output manifest (default: rewrite WEB_MANIFEST in place, atomically).")
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), help="Root of WEB_MANIFEST's paths.")
 @click.option("--target-root", type=click.Path(file_okay=False, path_type=Path), help="Root of --target's paths.")

@@ -28,7 +28,7 @@ from rich.table import Table
               help="Test views for video rows and windows, e.g. 3x3; default: the teachers' own.")
 @click.option("--class-map", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSON/YAML {teacher class name or index: manifest class name or label id}; default: match by name.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--out", type=click.Path(path_type=Path),
               help="Output manifest (default: MANIFEST's name + .filtered.parquet). An existing one is resumed.")
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), help="Folder the paths are relative to.")
 @click.option("--threshold", type=float, help="Keep rows whose own-label probability is at least this.")
