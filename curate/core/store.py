@@ -100,18 +100,24 @@ def read_table(path: str | os.PathLike, columns: list[str] | None = None, filter
     """The folder's table: the latest row of each item_id, in the order ids first appeared; columns and a row
     filter (e.g. `pc.field('label') == 'abseiling'`, on columns read) are applied while reading (memory: the files
     after the first plus one row group of the first, plus the result)."""
-    for attempt in range(3):    # a compaction running beside us may delete a file between listing and opening
+    tries = 3   # a compaction running beside us may delete a file between listing and opening: list again
+    while True:
         try:
-            live = parts(path)
-            if len(live) == 1:
-                return pq.read_table(live[0].path, columns=columns, filters=filter)
-            if filter is None:
-                return _concat(list(_merged(live, columns)))
-            return _select(_concat([piece.filter(filter) for piece in _merged(live, columns)]), columns)
+            return _read(parts(path), columns, filter)
         except FileNotFoundError:
-            if attempt == 2:
+            tries -= 1
+            if not tries or not Path(path).is_dir():
                 raise
-    raise AssertionError("unreachable")
+
+
+def _read(live: list[Part], columns: list[str] | None, filter: pc.Expression | None) -> pa.Table:
+    if not live:
+        raise FileNotFoundError("no part files in the manifest folder")
+    if len(live) == 1:
+        return pq.read_table(live[0].path, columns=columns, filters=filter)
+    if filter is None:
+        return _concat(list(_merged(live, columns)))
+    return _select(_concat([piece.filter(filter) for piece in _merged(live, columns)]), columns)
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
