@@ -53,10 +53,9 @@ def test_commits_read_back_as_upserts_and_an_old_file_becomes_the_first_part(tmp
     assert mf.read_metadata(path) == {"curate_schema": "1", "recipe": "r", "round": "30"}
     ones = mf.read(path, filter=pc.field("label") == "c1")
     pd.testing.assert_frame_equal(ones, want[want["label"] == "c1"].reset_index(drop=True))
-    # a whole write replaces every part; append still works on folders and files
+    # a whole write replaces every part
     mf.write(planned(5), path, {"recipe": "s"})
     assert len(store.parts(path)) == 1 and len(mf.read(path)) == 5 and mf.read_metadata(path)["recipe"] == "s"
-    assert len(mf.append(path, batch(0, 5, old=2, new=1))) == 6
 
 
 def test_compaction_keeps_content_order_and_metadata(tmp_path):

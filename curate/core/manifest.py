@@ -327,19 +327,6 @@ def upsert(base: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([merged, appended], ignore_index=True)
 
 
-def append(path: str | os.PathLike, new: pd.DataFrame) -> pd.DataFrame:
-    """Upsert rows into the manifest at path (created if absent) and commit atomically; return the manifest. A
-    single file is read, merged and rewritten whole (small manifests); a folder gets one part (commit)."""
-    path = Path(path)
-    if store.is_folder(path):
-        commit(path, new)
-        return read(path)
-    base = read(path) if path.exists() else empty()
-    merged = upsert(base, new)
-    write(merged, path, read_metadata(path) if path.exists() else None)
-    return merged
-
-
 def summary(df: pd.DataFrame) -> dict[str, Any]:
     """Counts by source, split, status, error code and label (what `curate info` prints)."""
     codes = df["error"].map(error_code)

@@ -41,7 +41,8 @@ MERGE_PARTS = 32                # trailing one-commit files merged into one by t
 MERGE_MAX_BYTES = 8 << 20       # ... when each is smaller than this (bigger commits stay as they are)
 ROW_GROUP = 128 * 1024          # rows per Parquet row group: compaction streams the base a row group at a time
 _PART = re.compile(r"^part-(\d{8})-(\d{8})\.parquet$")
-_WRITTEN: dict[Path, pa.Table] = {}     # one-commit parts this process wrote and has not merged: the merge reads these
+_WRITTEN: dict[Path, tuple[int, pa.Table]] = {}   # parts this process committed, not yet merged, with their mtime:
+                                                    # the merge of small commits takes them from here, not the disk
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Part:
     first: int      # first commit it holds
     last: int       # last commit it holds
     bytes: int
+    mtime_ns: int
 
 
 def is_folder(path: str | os.PathLike) -> bool:
@@ -81,7 +83,8 @@ def _listing(path: Path) -> list[Part]:
         for e in it:
             m = _PART.match(e.name)
             if m:
-                out.append(Part(Path(e.path), int(m.group(1)), int(m.group(2)), e.stat().st_size))
+                st = e.stat()
+                out.append(Part(Path(e.path), int(m.group(1)), int(m.group(2)), st.st_size, st.st_mtime_ns))
     return out
 
 
@@ -156,8 +159,9 @@ def _latest(live: list[Part], schema: pa.Schema) -> pa.Table:
     cols = [f.name for f in schema]
     tables = []
     for p in live:
-        if p.path in _WRITTEN:
-            tables.append(_conform(_select(_WRITTEN[p.path], cols), schema))
+        mtime, table = _WRITTEN.get(p.path, (None, None))
+        if mtime == p.mtime_ns:
+            tables.append(_conform(_select(table, cols), schema))
             continue
         f = pq.ParquetFile(p.path)
         tables.append(_conform(f.read(columns=[c for c in cols if c in f.schema_arrow.names]), schema))
@@ -219,7 +223,7 @@ def commit(path: str | os.PathLike, table: pa.Table | Iterable[pa.Table], metada
     n = max((p.last for p in every), default=-1) + 1
     _write(path / _name(n, n), table, read_metadata(path) if metadata is None else metadata)
     if isinstance(table, pa.Table) and table.nbytes <= MERGE_MAX_BYTES:
-        _WRITTEN[path / _name(n, n)] = table
+        _WRITTEN[path / _name(n, n)] = ((path / _name(n, n)).stat().st_mtime_ns, table)
     _merge_tail(path)
     return path
 
