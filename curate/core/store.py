@@ -278,10 +278,10 @@ def _write(dest: Path, table: pa.Table | Iterable[pa.Table], meta: Mapping[str, 
     _write_pieces(dest, iter([table]) if isinstance(table, pa.Table) else iter(table), meta)
 
 
-def _write_pieces(dest: Path, pieces: Iterator[pa.Table], meta: Mapping[str, str], rename: bool = True) -> None:
+def _write_pieces(dest: Path, pieces: Iterator[pa.Table], meta: Mapping[str, str]) -> None:
     """Write pieces (one schema) as one Parquet file: to a hidden temporary name, fsync, rename (as durable as the
     single-file write: the file's bytes are on disk before its name appears)."""
-    tmp = dest.with_name(f".{uuid.uuid4().hex}.tmp") if rename else dest
+    tmp = dest.with_name(f".{uuid.uuid4().hex}.tmp")
     writer = None
     try:
         for piece in pieces:
@@ -291,11 +291,9 @@ def _write_pieces(dest: Path, pieces: Iterator[pa.Table], meta: Mapping[str, str
             writer.write_table(piece, row_group_size=ROW_GROUP)
         writer.close()
         _fsync(tmp)
-        if rename:
-            os.rename(tmp, dest)
+        os.rename(tmp, dest)
     finally:
-        if rename:
-            tmp.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
 
 
 def _fsync(path: Path) -> None:
