@@ -73,7 +73,7 @@ def test_a_killed_ray_worker_loses_nothing(ray_cluster, crawled, local_probe, ti
     opts = {"root": str(tiny_world.root), "victim": victim}
     out = tmp_path / "killed.parquet"
     mf.write(df, out)
-    r = run_shards(_dies_once, todo, 16, "ray", on_part=commit(out, df), max_retries=0,
+    r = run_shards(_dies_once, todo, 16, "ray", on_part=commit(out), max_retries=0,
                    options={**opts, "marker": str(tmp_path / "killed.once")})
     assert list(r.failed) == [2] and r.done == r.shards - 1 and "died" in r.failed[2].lower(), r.failed
     left = mf.read(out)
@@ -85,7 +85,7 @@ def test_a_killed_ray_worker_loses_nothing(ray_cluster, crawled, local_probe, ti
     # with Ray's retries (the default) the task is run again on a new worker and one run completes
     out2 = tmp_path / "retried.parquet"
     mf.write(df, out2)
-    r = run_shards(_dies_once, todo, 16, "ray", on_part=commit(out2, df),
+    r = run_shards(_dies_once, todo, 16, "ray", on_part=commit(out2),
                    options={**opts, "marker": str(tmp_path / "retried.once")})
     assert not r.failed and r.rows == len(todo) and (tmp_path / "retried.once").exists()
     _same(mf.read(out2), local_probe.manifest)

@@ -115,8 +115,10 @@ def test_scoring_fills_columns_and_resumes(web_rows, teacher, tiny_world, tmp_pa
     vecs = read_embeddings(emb, teacher.sha)
     assert set(vecs) == set(scored["item_id"]) and len({v.shape for v in vecs.values()}) == 1
 
-    # A run killed after its second commit resumes from what was committed: only the rest is scored.
-    partial = commits[1]
+    # A run killed after its second commit resumes from what was committed: only the rest is scored. Each commit
+    # holds its chunk's rows only.
+    assert all(len(c) <= 16 for c in commits)
+    partial = mf.upsert(web_rows.reset_index(drop=True), pd.concat(commits[:2]))
     assert 0 < partial["teacher_sha"].notna().sum() < len(scored)
     again, rep2 = score_manifest(partial, tiny_world.root, {"image": teacher, "video": teacher}, batch_size=8)
     assert sum(rep2.scored.values()) == len(scored) - partial["teacher_sha"].notna().sum()

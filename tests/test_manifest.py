@@ -148,15 +148,15 @@ def test_upsert_replaces_in_place_and_appends(tmp_path):
     assert merged["item_id"].tolist() == base["item_id"].tolist() + [done["item_id"].iloc[1]]
     assert merged["status"].tolist() == ["planned", "ok", "planned", "ok"]
     path = tmp_path / "m.parquet"
-    mf.append(path, base)
-    mf.append(path, done)
+    mf.commit(path, base)
+    mf.commit(path, done)
     assert mf.read(path)["status"].tolist() == ["planned", "ok", "planned", "ok"]
 
 
 def test_metadata_is_kept(tmp_path):
     path = mf.write(mf.from_records(rows(1)), tmp_path / "m.parquet", {"recipe": "demo"})
     assert mf.read_metadata(path)["recipe"] == "demo"
-    mf.append(path, mf.from_records(rows(2)))
+    mf.commit(path, mf.from_records(rows(2)))
     assert mf.read_metadata(path)["recipe"] == "demo"
 
 

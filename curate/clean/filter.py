@@ -282,7 +282,9 @@ def filter_manifest(df: pd.DataFrame, root: str | Path, teachers: Mapping[str, T
                     progress: Callable[[str, int, int], None] | None = None) -> FilterResult:
     """Cheap filters -> teacher scores (untrimmed videos aside) -> keep rules -> clips of untrimmed videos.
 
-    dry_run scores and applies the rules in memory only: nothing is written, rejected or cut."""
+    commit(rows) gets the rows each step changed: the cheap checks', each scoring chunk's, then every row once the
+    rules ran (manifest.commit makes each an O(rows) part). dry_run scores and applies the rules in memory only:
+    nothing is written, rejected or cut."""
     step = (lambda name: (lambda done, total: progress(name, done, total))) if progress else (lambda name: None)
     if dry_run:
         commit, embeddings = None, None
@@ -292,11 +294,11 @@ def filter_manifest(df: pd.DataFrame, root: str | Path, teachers: Mapping[str, T
         checked, cheap_report = cheap_filter(df[fresh], root, cheap, max(1, workers), step("cheap"))
         df = mf.upsert(df, checked)
         if commit:
-            commit(df)
+            commit(checked)
     untrimmed = is_untrimmed(df, untrimmed_over_s)
     whole, long = df[~untrimmed], df[untrimmed]
     scored, report = score_manifest(whole, root, teachers, mapping, batch_size, workers, embeddings=embeddings,
-                                    commit=(lambda d: commit(mf.upsert(df, d))) if commit else None,
+                                    commit=commit,
                                     progress=step("teacher"))
     df = mf.upsert(df, scored)
     if dry_run:

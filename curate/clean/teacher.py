@@ -335,8 +335,8 @@ def score_manifest(df: pd.DataFrame, root: str | Path, teachers: Mapping[str, Te
                    chunk: int = 256, embeddings: str | Path | None = None,
                    commit: Callable[[pd.DataFrame], None] | None = None,
                    progress: Callable[[int, int], None] | None = None) -> tuple[pd.DataFrame, ScoreReport]:
-    """Score every usable row with the teacher (or ensemble) for its media ('image' / 'video'); commit(df) after each
-    chunk."""
+    """Score every usable row with the teacher (or ensemble) for its media ('image' / 'video'); commit(rows) after
+    each chunk with the chunk's rows (scored or failed), so a manifest folder commits in O(chunk)."""
     t0 = time.perf_counter()
     teachers = {kind: t if isinstance(t, Ensemble) else Ensemble([t]) for kind, t in teachers.items()}
     df = df.reset_index(drop=True).copy()
@@ -376,7 +376,7 @@ def score_manifest(df: pd.DataFrame, root: str | Path, teachers: Mapping[str, Te
             report.scored[kind] += len(good)
             report.failed += len(failed)
             if commit:
-                commit(df)
+                commit(df.iloc[index])
     report.seconds = time.perf_counter() - t0
     return df, report
 

@@ -14,6 +14,7 @@ from curate.cli import filter as _filter
 from curate.cli import gym as _gym
 from curate.cli import info as _info
 from curate.cli import localize as _localize
+from curate.cli import manifest as _manifest
 from curate.cli import merge as _merge
 from curate.cli import probe as _probe
 from curate.cli import serve_web as _serve_web
@@ -33,6 +34,7 @@ def cli() -> None:
 
 
 cli.add_command(_info.info)
+cli.add_command(_manifest.manifest_group)
 cli.add_command(_datasets.import_group)
 cli.add_command(_serve_web.serve_web)
 cli.add_command(_demo.demo)

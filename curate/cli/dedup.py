@@ -10,8 +10,8 @@ from rich.table import Table
 
 
 @click.command("dedup")
-@click.argument("manifest_path", metavar="WEB_MANIFEST", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--target", "target_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.argument("manifest_path", metavar="WEB_MANIFEST", type=click.Path(exists=True, path_type=Path))
+@click.option("--target", "target_path", required=True, type=click.Path(exists=True, path_type=Path),
               help="The target manifest; its val and test rows are what web rows must not copy.")
 @click.option("--embed", type=click.Choice(["pixels", "teacher"]), default="pixels", show_default=True,
               help="pixels: standardised 16x16 thumbnails of 4 frames per video (frame-level, robust to re-encodes, "
@@ -24,7 +24,7 @@ from rich.table import Table
               help="Also collapse near-duplicates inside the web manifest to its best-scored row.")
 @click.option("--index", "index_kind", type=click.Choice(["auto", "flat", "ivf"]), default="auto", show_default=True,
               help="faiss index: exact for up to 200k indexed vectors, IVF beyond (auto); GPU when faiss sees one.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--out", type=click.Path(path_type=Path),
               help="Output manifest (default: rewrite WEB_MANIFEST in place, atomically).")
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), help="Root of WEB_MANIFEST's paths.")
 @click.option("--target-root", type=click.Path(file_okay=False, path_type=Path), help="Root of --target's paths.")

@@ -10,7 +10,7 @@ from rich.console import Console
 
 @click.command("efficiency")
 @click.argument("target_path", metavar="TARGET_MANIFEST",
-                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+                type=click.Path(exists=True, path_type=Path))
 @click.option("--source", "sources", multiple=True, required=True, metavar="NAME=PATH[:k=v,...]",
               help="A web manifest to grow (as in `curate train --source`: split, weight, share, batch, power, "
                    "pseudo, root, media). Repeatable; one curve each.")

@@ -32,7 +32,7 @@ class ByteSize(click.ParamType):
 
 
 @click.command("export")
-@click.argument("manifest_path", metavar="MANIFEST", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("manifest_path", metavar="MANIFEST", type=click.Path(exists=True, path_type=Path))
 @click.option("--to", "fmt", required=True, type=click.Choice(FORMATS), help="The format (see above).")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
 @click.option("--split", "splits", multiple=True, help="Only this split (repeatable; default: every split).")

@@ -11,7 +11,7 @@ from rich.table import Table
 
 
 @click.command("filter")
-@click.argument("manifest_path", metavar="MANIFEST", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("manifest_path", metavar="MANIFEST", type=click.Path(exists=True, path_type=Path))
 @click.option("--teacher", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Checkpoint scoring every row (images and videos) unless --image-teacher/--video-teacher say "
                    "otherwise.")
@@ -28,7 +28,7 @@ from rich.table import Table
               help="Test views for video rows and windows, e.g. 3x3; default: the teachers' own.")
 @click.option("--class-map", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSON/YAML {teacher class name or index: manifest class name or label id}; default: match by name.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--out", type=click.Path(path_type=Path),
               help="Output manifest (default: MANIFEST's name + .filtered.parquet). An existing one is resumed.")
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), help="Folder the paths are relative to.")
 @click.option("--threshold", type=float, help="Keep rows whose own-label probability is at least this.")
@@ -89,6 +89,7 @@ def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: tuple[P
     from curate.clean.filter import KeepRules, filter_manifest, plot_extremes, plot_scores, resumed
     from curate.clean.teacher import read_mapping, teachers_from_args
     from curate.core import manifest as mf
+    from curate.core import store
     from curate.core.manifest import find_data_root
     from trainers.checkpoint import CheckpointError
     from trainers.config import ConfigError
@@ -101,7 +102,8 @@ def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: tuple[P
     try:
         df = mf.read(manifest_path)
         root = find_data_root(manifest_path, df, data_root)
-        if out.exists():
+        resume = mf.exists(out)
+        if resume:
             df = resumed(df, mf.read(out))
             con.print(f"resuming from {out}: its scores are reused, its rules applied again")
         both = [teacher] if teacher else []
@@ -111,7 +113,9 @@ def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: tuple[P
         cheap_rules = CheapRules(min_side=min_side, min_duration_s=min_duration, max_duration_s=max_duration) \
             if cheap else None
         meta = {**mf.read_metadata(manifest_path), "data_root": str(Path(root).resolve())}
-        commit = lambda d: mf.write(d, out, meta)  # noqa: E731
+        commit = lambda rows: mf.commit(out, rows, meta)  # noqa: E731   O(rows): one part of the folder at out
+        if not dry_run and not resume:
+            commit(df)
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=con, transient=True) as bar:
             tasks: dict[str, int] = {}
@@ -132,8 +136,10 @@ def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: tuple[P
             done = set(df.loc[df["source"] == "pseudo", "parent_id"])
             pseudo = write_pseudo_rows(df[~df["item_id"].isin(done) & df["teacher_score"].notna()], root, pseudo_mp4)
             result.manifest = mf.upsert(df, pseudo)
-            commit(result.manifest)
+            commit(pseudo)
             con.print(f"pseudo-videos ({pseudo_mp4}): {len(pseudo)} written")
+        if not dry_run:
+            store.compact(out)      # one file again: exact for any Parquet reader
     except (ConfigError, CheckpointError, mf.ManifestError, FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     _summary(con, result, rules, dry_run)

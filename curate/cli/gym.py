@@ -249,7 +249,7 @@ def export(folder: str, out: str, only_on_disk: bool) -> None:
 
 @gym.command("crawl")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False))
-@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Sources manifest to add to.")
+@click.option("-o", "--out", required=True, type=click.Path(), help="Sources manifest to add to.")
 @click.option("--url-template", default="https://www.youtube.com/watch?v={id}", show_default=True)
 @click.option("--whole-videos", is_flag=True,
               help="One row per source video (the whole broadcast) instead of one per event span.")
@@ -278,7 +278,7 @@ def crawl(folder: str, out: str, url_template: str, whole_videos: bool, dry_run:
 @click.option("--root", required=True, type=click.Path(file_okay=False),
               help="Data root: clips go to ROOT/gym/events and ROOT/gym/subactions.")
 @click.option("--videos", type=click.Path(exists=True, file_okay=False), help="Folder of <video id>.mp4 files.")
-@click.option("--sources", type=click.Path(exists=True, dir_okay=False),
+@click.option("--sources", type=click.Path(exists=True),
               help="Sources manifest crawled by `curate crawl` (ok rows, paths under --sources-root).")
 @click.option("--sources-root", type=click.Path(exists=True, file_okay=False), default=None)
 @click.option("--direct", is_flag=True, help="Cut elements straight from the source videos (no event clips).")

@@ -9,12 +9,13 @@ from rich.table import Table
 
 
 @click.command()
-@click.argument("manifest_path", metavar="MANIFEST", type=click.Path(exists=True, dir_okay=False))
+@click.argument("manifest_path", metavar="MANIFEST", type=click.Path(exists=True))
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of tables.")
 @click.option("--top", default=30, show_default=True, help="Labels shown in the histogram.")
 def info(manifest_path: str, as_json: bool, top: int) -> None:
     """Summarise a manifest: rows by source, split, status and error code, and a label histogram."""
     from curate.core import manifest as mf
+    from curate.core import store
 
     try:
         df = mf.read(manifest_path)
@@ -27,6 +28,9 @@ def info(manifest_path: str, as_json: bool, top: int) -> None:
     con = Console()
     con.print(f"[bold]{manifest_path}[/]: {s['rows']} rows, {s['bytes'] / 1e6:.1f} MB, "
               f"{s['duration_s'] / 60:.1f} min of video")
+    if store.is_folder(manifest_path):
+        con.print(f"stored as a folder of {len(store.parts(manifest_path))} part file(s) (curate manifest compact "
+                  "merges them)", highlight=False)
     roots = mf.data_roots(manifest_path)
     meta = mf.read_metadata(manifest_path)
     if roots is not None:

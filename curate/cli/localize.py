@@ -39,7 +39,7 @@ def _table(title: str, metrics: dict) -> Table:
 
 @click.command()
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("manifest", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for features-NNNNN.npy shards and index.parquet (reruns skip videos already there).")
 @click.option("--stride-s", type=float, default=None, help="Seconds between snippets (default: half a snippet).")

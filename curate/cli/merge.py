@@ -7,9 +7,9 @@ import click
 
 
 @click.command("merge")
-@click.argument("target", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("web", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+@click.argument("target", type=click.Path(exists=True, path_type=Path))
+@click.argument("web", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--out", required=True, type=click.Path(path_type=Path),
               help="The merged manifest to write (e.g. manifests/omni.parquet).")
 def merge_cmd(target: Path, web: tuple[Path, ...], out: Path) -> None:
     """Build the OmniSource manifest: TARGET's train/val/test rows as they are, plus every usable row of the WEB

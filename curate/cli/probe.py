@@ -11,8 +11,8 @@ from curate.cli.executor import executor_options, executor_summary
 
 
 @click.command()
-@click.argument("manifest_path", metavar="MANIFEST", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.argument("manifest_path", metavar="MANIFEST", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Where the probed manifest goes (default: MANIFEST, updated in place).")
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder the manifest's paths are relative to (default: its data_root metadata, else found "

@@ -5,15 +5,16 @@ workers can import it) and the manifest rows still to do. The rows are cut into 
 process (`executor='local'`, a thread pool of `workers`), in a pool of `workers` spawned processes on this machine
 (`executor='processes'`: past one interpreter's GIL without a cluster) or as a Ray task (`executor='ray'`, on a
 cluster at `address` or a local one of `workers` CPUs). Every part is handed to `on_part` in the driver as soon as it arrives;
-with `commit(path, base)` as on_part each part is upserted into the manifest and written atomically, so a worker
-or driver death loses only the shards still running, and a rerun (the stage picks its pending rows again) does
-nothing twice. A shard that raises is reported in the result and its rows stay pending.
+with `commit(path)` as on_part each part is committed to the manifest (one part file of its folder, atomic, in time
+proportional to the part: curate/core/store.py), so a worker or driver death loses only the shards still running,
+and a rerun (the stage picks its pending rows again) does nothing twice. A shard that raises is reported in the
+result and its rows stay pending.
 
 GPU-aware: `gpu=True` (teacher scoring) asks Ray for one GPU per task when the cluster has GPUs and for one CPU
 otherwise; `ctx.device` says which the task got.
 
     from curate.core.executor import commit, run_shards
-    result = run_shards(probe_shard, pending, 64, executor="ray", on_part=commit(out, df))
+    result = run_shards(probe_shard, pending, 64, executor="ray", on_part=commit(out))
 """
 from __future__ import annotations
 
@@ -65,16 +66,13 @@ def split(rows: pd.DataFrame, shard_size: int) -> list[pd.DataFrame]:
     return [rows.iloc[lo:lo + shard_size].reset_index(drop=True) for lo in range(0, len(rows), shard_size)]
 
 
-def commit(path: str | os.PathLike, base: pd.DataFrame, metadata: dict[str, str] | None = None
-           ) -> Callable[[pd.DataFrame], None]:
-    """An on_part callback: upsert each part into base (by item_id) and write the manifest atomically."""
-    state = {"df": base}
-
+def commit(path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Callable[[pd.DataFrame], None]:
+    """An on_part callback: commit each part's rows into the manifest at path (manifest.commit: one part file of
+    its folder, atomic, O(rows of the part)); metadata, when given, becomes the manifest's."""
     from curate.core import manifest as mf
 
     def on_part(part: pd.DataFrame) -> None:
-        state["df"] = mf.upsert(state["df"], part)
-        mf.write(state["df"], path, metadata)
+        mf.commit(path, part, metadata)
 
     return on_part
 

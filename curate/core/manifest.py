@@ -12,8 +12,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from curate.core import store
 from curate.core.files import atomic_path
 
 SCHEMA_VERSION = "1"
@@ -227,7 +229,7 @@ def validate(df: pd.DataFrame) -> list[Problem]:
     for i in np.flatnonzero((both & (df["end_s"] <= df["start_s"])).to_numpy()):
         problems.append(Problem("end_s", int(i), f"end {df['end_s'].iloc[i]} is not after start {df['start_s'].iloc[i]}"))
     for i, p in zip(np.flatnonzero(df["path"].notna().to_numpy()), df["path"].dropna()):
-        if os.path.isabs(p) or ".." in Path(p).parts or "\x00" in p:
+        if os.path.isabs(p) or ".." in p.split("/") or "\x00" in p:     # POSIX paths: '/' is the one separator
             problems.append(Problem("path", int(i), f"{p!r} must be relative to the data root without '..'"))
     return problems
 
@@ -240,13 +242,20 @@ def check(df: pd.DataFrame, path: str | os.PathLike | None = None) -> pd.DataFra
     return df
 
 
-def read(path: str | os.PathLike, validate_rows: bool = True) -> pd.DataFrame:
-    """Read a manifest; columns missing from older files are added as nulls, wrong types are reported."""
+def exists(path: str | os.PathLike) -> bool:
+    """Whether a manifest, a single file or a folder, is at path."""
+    return store.is_folder(path) or Path(path).exists()
+
+
+def read(path: str | os.PathLike, validate_rows: bool = True, filter: pc.Expression | None = None) -> pd.DataFrame:
+    """Read a manifest, a single file or a folder (curate.core.store: the latest row of each item); columns missing
+    from older files are added as nulls, wrong types are reported. filter: only rows that pass it, e.g.
+    `pc.field('label') == 'abseiling'`, applied while reading."""
     path = Path(path)
-    if not path.exists():
+    if not exists(path):
         raise FileNotFoundError(f"manifest {path} does not exist")
     try:
-        table = pq.read_table(path)
+        table = store.read_table(path, filter=filter) if path.is_dir() else pq.read_table(path, filters=filter)
     except (pa.ArrowInvalid, OSError) as exc:
         raise ManifestError([f"not a readable Parquet file: {exc}"], path) from exc
     problems = []
@@ -269,22 +278,36 @@ def read(path: str | os.PathLike, validate_rows: bool = True) -> pd.DataFrame:
 
 
 def write(df: pd.DataFrame, path: str | os.PathLike, metadata: Mapping[str, str] | None = None) -> Path:
-    """Validate and write atomically (temp file in the same folder, fsync, rename)."""
+    """Validate and write the whole manifest atomically: a single file (temp file in the same folder, fsync,
+    rename), or, where path is a manifest folder, one part file that replaces every earlier one."""
     path = Path(path)
     check(df, path)
     table = to_table(df.reset_index(drop=True))
-    meta = {b"curate_schema": SCHEMA_VERSION.encode()}
-    meta.update({k.encode(): v.encode() for k, v in (metadata or {}).items()})
-    table = table.replace_schema_metadata(meta)
+    meta = {"curate_schema": SCHEMA_VERSION, **(metadata or {})}
+    if store.is_folder(path):
+        return store.replace(path, table, meta)
+    table = table.replace_schema_metadata({k.encode(): v.encode() for k, v in meta.items()})
     with atomic_path(path, durable=True) as tmp:
         pq.write_table(table, tmp, compression="zstd")
     return path
 
 
+def commit(path: str | os.PathLike, rows: pd.DataFrame, metadata: Mapping[str, str] | None = None) -> Path:
+    """Upsert rows (validated) into the manifest folder at path in O(rows): one new part file, atomic under kill.
+    A single-file manifest becomes a folder (its file, unchanged, is the first part); none yet: one is made.
+    metadata: the manifest's from now on (None: unchanged). The stages that commit in batches use this."""
+    path = Path(path)
+    check(rows, path)
+    fresh = not exists(path)
+    meta = {"curate_schema": SCHEMA_VERSION, **(metadata or {})} if metadata is not None or fresh else None
+    return store.commit(path, to_table(rows.reset_index(drop=True)), meta)
+
+
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """Key/value metadata stored with a manifest."""
-    meta = pq.read_schema(path).metadata or {}
-    return {k.decode(): v.decode() for k, v in meta.items() if not k.startswith(b"pandas")}
+    """Key/value metadata stored with a manifest (a folder's: its newest commit's)."""
+    if store.is_folder(path):
+        return store.read_metadata(path)
+    return store.decode_metadata(pq.read_schema(path).metadata)
 
 
 def upsert(base: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
@@ -302,15 +325,6 @@ def upsert(base: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     keep = keep.assign(_pos=pos.loc[keep["item_id"].to_numpy()].to_numpy())
     merged = pd.concat([keep, replaced], ignore_index=True).sort_values("_pos", kind="stable").drop(columns="_pos")
     return pd.concat([merged, appended], ignore_index=True)
-
-
-def append(path: str | os.PathLike, new: pd.DataFrame) -> pd.DataFrame:
-    """Upsert rows into the manifest at path (created if absent) and commit atomically."""
-    path = Path(path)
-    base = read(path) if path.exists() else empty()
-    merged = upsert(base, new)
-    write(merged, path, read_metadata(path) if path.exists() else None)
-    return merged
 
 
 def summary(df: pd.DataFrame) -> dict[str, Any]:

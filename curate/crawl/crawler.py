@@ -1,6 +1,7 @@
 """`curate crawl`: recipe → candidate rows → downloads → probed manifest; resumable, incremental and polite.
 
-The manifest is committed atomically in batches while crawling, every fetch attempt goes to
+The manifest is a folder of Parquet parts (curate/core/store.py): each batch is committed atomically as one part,
+in time proportional to the batch, and a finished run compacts it back to one file. Every fetch attempt goes to
 `<manifest>.attempts.jsonl` (a `start` line before its request, a line with its code after), and a rerun skips
 `ok` rows, retries transient failures (permanent ones only with retry_failed) and adopts files an interrupted run
 finished but did not commit, so no item is fetched twice.
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 import pandas as pd
 
 from curate.core import manifest as mf
+from curate.core import store
 from curate.core.executor import EXECUTORS, ExecutorError, ShardContext, ShardResult, run_shards
 from curate.core.files import write_text
 from curate.crawl.download import CrawlContext, crawl_row, crawl_rows
@@ -148,12 +150,13 @@ def crawl(recipe: Recipe, *, classes: list[str] | None = None, limit: int | None
         spec = dataclasses.replace(spec, workers=-(-spec.workers // procs), per_host=-(-spec.per_host // procs),
                                    rate_per_host=spec.rate_per_host / procs)
     ctx = CrawlContext(str(data_root), spec, str(manifest) + ".attempts.jsonl")
-    existing = mf.read(manifest) if manifest.exists() else mf.empty()
+    known = mf.exists(manifest)
+    existing = mf.read(manifest) if known else mf.empty()
     planned, pctx = plan(recipe, labels, Http(recipe.download, ctx.log), every)
     df = merge_plan(existing, planned)
-    meta = {**(mf.read_metadata(manifest) if manifest.exists() else {}), "recipe": recipe.name,
+    meta = {**(mf.read_metadata(manifest) if known else {}), "recipe": recipe.name,
             "recipe_sha": recipe.sha(), "data_root": str(data_root.resolve())}
-    mf.write(df, manifest, meta)
+    mf.commit(manifest, df.iloc[len(existing):], meta)      # the rows planned now (merge_plan appends them)
 
     # rows of the classes asked for, rows planned now, and rows without a label (a test split, source videos of
     # FineGym events) unless only some classes were asked for
@@ -165,13 +168,11 @@ def crawl(recipe: Recipe, *, classes: list[str] | None = None, limit: int | None
     by_sha = {s: i for s, i in zip(df.loc[df["status"] == "ok", "sha256"], df.loc[df["status"] == "ok", "item_id"])}
     if progress:
         progress("start", todo, len(todo))
-    state = {"df": df}
 
     def commit(part: pd.DataFrame) -> None:
-        """Mark content duplicates, upsert the finished rows and write the manifest atomically."""
+        """Mark content duplicates and commit the finished rows: one part file of the manifest folder, O(rows)."""
         rows = mark_content_duplicates(part, by_sha, data_root)
-        state["df"] = mf.upsert(state["df"], rows)
-        mf.write(state["df"], manifest, meta)
+        mf.commit(manifest, rows)
         if progress:
             progress("commit", rows, len(rows))
 
@@ -186,7 +187,7 @@ def crawl(recipe: Recipe, *, classes: list[str] | None = None, limit: int | None
         run = run_shards(crawl_shard, todo.reset_index(drop=True), shard_size, executor, address,
                          workers=procs, on_part=on_part, options={"crawl": ctx},
                          max_retries=max_retries)
-    df = state["df"]
+    df = mf.read(store.compact(manifest))      # one file again: exact for any Parquet reader
     seconds = time.monotonic() - t0
     stats = crawl_stats(df, todo, seconds, pctx)
     _write_json(Path(str(manifest) + ".stats.json"), stats)

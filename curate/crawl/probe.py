@@ -11,6 +11,7 @@ import pandas as pd
 
 from curate import media
 from curate.core import manifest as mf
+from curate.core import store
 from curate.core.executor import ShardContext, ShardResult, commit, run_shards
 
 PROBE_COLUMNS = ("media", "width", "height", "fps", "frames", "duration_s", "codec", "bytes")
@@ -49,13 +50,14 @@ def probe_manifest(path: str | Path, out: str | Path | None = None, root: str | 
 
     path = Path(path)
     out = Path(out or path)
-    df = mf.read(out if out.exists() and out != path else path)
+    started = out != path and mf.exists(out)
+    df = mf.read(out if started else path)
     root = find_data_root(path, df, root)
     todo = df[pending(df)]
     meta = {**mf.read_metadata(path), "data_root": str(Path(root).resolve())}
     meta.pop("curate_schema", None)
-    if not out.exists():
+    if not started and out != path:
         mf.write(df, out, meta)
-    run = run_shards(probe_shard, todo, shard_size, executor, address, workers=workers, on_part=commit(out, df, meta),
+    run = run_shards(probe_shard, todo, shard_size, executor, address, workers=workers, on_part=commit(out, meta),
                      options={"root": str(Path(root).resolve())}, progress=progress)
-    return ProbeResult(mf.read(out), len(todo), run)
+    return ProbeResult(mf.read(store.compact(out) if store.is_folder(out) else out), len(todo), run)
