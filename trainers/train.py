@@ -31,7 +31,7 @@ from trainers.config import ConfigError, build_model
 from trainers.data import ClipDataset, Group, LabelSpace, make_loader
 from trainers.evaluate import eval_dataset, predict, scores_metrics
 from trainers.inputs import build_pipelines, input_spec, resolve_data, streams
-from trainers.loop import Task, fingerprint, fit
+from trainers.loop import FitResult, Task, fingerprint, fit
 from trainers.schedule import Schedule
 from trainers.sources import MixedBatchSampler, RankShard, SequentialBatchSampler, Source, Stream, load_source
 from trainers.transfer import freeze_backbone, init_from_checkpoint, keep_frozen_eval
@@ -41,14 +41,8 @@ DEFAULT_CACHE_BYTES = 512 << 20
 
 
 @dataclass
-class TrainResult:
-    out: Path
-    last: Path
-    best: Path | None
-    metrics: dict[str, float]               # validation metrics of the best epoch (empty without validation)
-    epochs: int
-    seconds: float
-    labels: LabelSpace
+class TrainResult(FitResult):
+    labels: LabelSpace | None = None
     skipped: dict[str, dict[str, int]] = field(default_factory=dict)   # per source: rows skipped by status
     rows: dict[str, int] = field(default_factory=dict)                 # per source: rows used
 
@@ -264,5 +258,5 @@ def _train(cfg: Mapping[str, Any], sources: Sequence[Source], out: Path, val: So
                 scale=float(rank.world),
                 notes=[{"event": "init", "global_step": 0, **init_report.as_dict()}] if init_report else ())
     res = fit(task, s, out, rank=rank, device=device, resume=resume, console=con, progress=progress)
-    return TrainResult(out, res.last, res.best, res.metrics, res.epochs, res.seconds, space, skipped,
-                       {src.name: len(ds) for src, ds in zip(sources, datasets)})
+    return TrainResult(**vars(res), labels=space, skipped=skipped,
+                       rows={src.name: len(ds) for src, ds in zip(sources, datasets)})

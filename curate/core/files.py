@@ -63,15 +63,19 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 100, **savefig) -> Path
     return Path(path)
 
 
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise FileFormatError(f"{path}: cannot read ({exc.strerror})") from exc
+
+
 def read_yaml(path: str | os.PathLike) -> Any:
     """yaml.safe_load a file, with the file name in read and parse errors (FileFormatError)."""
     import yaml
 
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise FileFormatError(f"{path}: cannot read ({exc.strerror})") from exc
+    text = _text(path)
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -83,10 +87,7 @@ def read_json(path: str | os.PathLike) -> Any:
     import json
 
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise FileFormatError(f"{path}: cannot read ({exc.strerror})") from exc
+    text = _text(path)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
