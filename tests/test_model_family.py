@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from trainers.config import build_model, count_parameters, load_model_config
+from trainers.config import MODEL_DIR, build_model, count_parameters, load_model_config
 
 # (config name, published parameter count in millions, where the number comes from)
 PUBLISHED = [
@@ -23,6 +23,41 @@ PUBLISHED = [
     ("c3d", 78.4, "MMAction2 C3D 16x1x1 UCF-101 (101 classes)"),
     ("x3d_m", 3.8, "X3D-M, PySlowFast / X3D paper (XS, S and M share the network)"),
 ]
+
+
+# (config name, MMAction2 1.2.0 config under configs/recognition/, its parameter count): the count of the model that
+# config builds (tests/tools/record_mmaction2.py records it with every tensor's name and shape; tests/test_published.py
+# fits those onto ours one by one). Ours must have exactly as many.
+MMACTION2 = [
+    ("tsn_r50", "tsn/tsn_imagenet-pretrained-r50_8xb32-1x1x3-100e_kinetics400-rgb", 24_327_632),
+    ("tsm_r50", "tsm/tsm_imagenet-pretrained-r50_8xb16-1x1x8-50e_kinetics400-rgb", 24_327_632),
+    ("i3d_r50", "i3d/i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb", 28_043_472),
+    ("r2plus1d_r34", "r2plus1d/r2plus1d_r34_8xb8-32x2x1-180e_kinetics400-rgb", 63_759_281),
+    ("ircsn_r152", "csn/ircsn_ig65m-pretrained-r152_8xb12-32x2x1-58e_kinetics400-rgb", 29_703_568),
+    ("ipcsn_r152", "csn/ipcsn_ig65m-pretrained-r152-bnfrozen_32x2x1-58e_kinetics400-rgb", 33_016_592),
+    ("slowonly_r50", "slowonly/slowonly_r50_8xb16-4x16x1-256e_kinetics400-rgb", 32_454_096),
+    ("slowfast_r50", "slowfast/slowfast_r50_8xb8-4x16x1-256e_kinetics400-rgb", 34_479_288),
+    ("x3d_m", "x3d/x3d_m_16x5x1_facebook-kinetics400-rgb", 3_794_322),
+    ("c3d", "c3d/c3d_sports1m-pretrained_8xb30-16x1x1-45e_ucf101-rgb", 78_409_573),
+    ("timesformer_divst", "timesformer/timesformer_divST_8xb8-8x32x1-15e_kinetics400-rgb", 121_566_352),
+    ("timesformer_jointst", "timesformer/timesformer_jointST_8xb8-8x32x1-15e_kinetics400-rgb", 86_112_400),
+    ("timesformer_spaceonly", "timesformer/timesformer_spaceOnly_8xb8-8x32x1-15e_kinetics400-rgb", 86_106_256),
+]
+
+
+@pytest.mark.parametrize("name,config,count", MMACTION2, ids=[m[0] for m in MMACTION2])
+def test_parameter_count_is_mmaction2s_for_the_same_config(name, config, count):
+    with torch.device("meta"):           # shapes only: no memory, no initialisation
+        ours = count_parameters(build_model(load_model_config(name)["model"]))
+    assert ours == count, f"{name}: ours {ours:,}, MMAction2's {config} {count:,}"
+
+
+def test_the_mmaction2_configs_are_the_ones_the_converter_and_the_yaml_name():
+    from trainers.mmaction2 import FAMILIES
+
+    assert {m[0]: m[1] for m in MMACTION2} == {k: f.config for k, f in FAMILIES.items()}
+    first_line = (MODEL_DIR / "ipcsn_r152.yaml").read_text().splitlines()[0]
+    assert FAMILIES["ipcsn_r152"].config.split("/")[1] in first_line
 
 
 @pytest.mark.parametrize("name,published,source", PUBLISHED, ids=[p[0] for p in PUBLISHED])

@@ -152,11 +152,14 @@ def test_csn_middle_convs_are_depthwise():
         assert b.conv2.groups == planes == b.conv2.in_channels == b.conv2.out_channels
         assert b.conv2.kernel_size == (3, 3, 3) and b.conv1.kernel_size == b.conv3.kernel_size == (1, 1, 1)
     for b in (b for i in range(1, 5) for b in getattr(ip, f"layer{i}")):
-        pointwise, depthwise = b.conv2
+        pointwise, norm, depthwise = b.conv2
         assert pointwise.kernel_size == (1, 1, 1) and pointwise.groups == 1 and depthwise.groups == b.conv1.out_channels
-    # ip adds exactly one planes x planes 1x1x1 conv per block
-    extra = sum(b.conv1.out_channels ** 2 for b in blocks)
+        assert isinstance(norm, nn.BatchNorm3d) and norm.num_features == b.conv1.out_channels
+    # ip adds exactly one planes x planes 1x1x1 conv and its BatchNorm (scale, shift) per block
+    extra = sum(b.conv1.out_channels ** 2 + 2 * b.conv1.out_channels for b in blocks)
     assert count_parameters(ip) - count_parameters(ir) == extra
+    eps = {m.eps for m in resnet3d_csn(depth=50, base_channels=8, bn_eps=1e-3).modules() if isinstance(m, nn.BatchNorm3d)}
+    assert eps == {1e-3}
     with pytest.raises(ValueError, match="bottleneck depth"):
         resnet3d_csn(depth=18)
 
@@ -169,6 +172,9 @@ def test_2plus1d_mid_channels_match_the_3d_parameter_count():
     model = tiny("r2plus1d_r34")
     assert all(isinstance(m, Conv2Plus1d) for m in (model.backbone.conv1, model.backbone.layer2[0].conv1,
                                                     model.backbone.layer2[0].downsample[0]))
+    # MMAction2's config gives the network's BNs eps 1e-3; the BN inside each (2+1)D conv keeps the default
+    eps = {(name.endswith("bn_s"), m.eps) for name, m in model.named_modules() if isinstance(m, nn.BatchNorm3d)}
+    assert eps == {(True, 1e-5), (False, 1e-3)}
 
 
 def test_a_misspelt_backbone_key_lists_the_valid_ones():

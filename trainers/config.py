@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +132,25 @@ def load_model_config(name_or_path: str | Path, tiny: bool = False) -> dict[str,
     cfg = load_yaml_config(path)
     small = cfg.pop("tiny", None) or {}
     return merge(cfg, small) if tiny else cfg
+
+
+def assign(cfg: Mapping[str, Any], sets: Sequence[str]) -> dict[str, Any]:
+    """cfg with `section.key=value` assignments (`--set`; values parsed as YAML) merged in, in order."""
+    import yaml
+
+    out = dict(cfg)
+    for assignment in sets:
+        key, eq, value = assignment.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"--set wants KEY.PATH=VALUE, got {assignment!r}")
+        node: dict[str, Any] = {}
+        leaf = node
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            leaf = leaf.setdefault(part, {})
+        leaf[parts[-1]] = yaml.safe_load(value)
+        out = merge(out, node)
+    return out
 
 
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from rich.console import Console
 from torch import nn
 
@@ -51,21 +50,9 @@ def make_config(model: str | Path, tiny: bool = False, sets: Sequence[str] = (),
                 overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A model config (bundled name or YAML path, `tiny:` merged when asked) with `section.key=value` assignments
     (values parsed as YAML) and a nested overrides mapping applied on top, in that order."""
-    from trainers.config import load_model_config, merge
+    from trainers.config import assign, load_model_config, merge
 
-    cfg = load_model_config(model, tiny=tiny)
-    for assignment in sets:
-        key, eq, value = assignment.partition("=")
-        if not eq or not key:
-            raise ConfigError(f"--set wants KEY.PATH=VALUE, got {assignment!r}")
-        node: dict[str, Any] = {}
-        leaf = node
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            leaf = leaf.setdefault(part, {})
-        leaf[parts[-1]] = yaml.safe_load(value)
-        cfg = merge(cfg, node)
-    return merge(cfg, overrides or {})
+    return merge(assign(load_model_config(model, tiny=tiny), sets), overrides or {})
 
 
 def _build_source(src: Source, space: LabelSpace, pipes, data: Mapping[str, Any], cache_bytes: int

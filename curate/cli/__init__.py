@@ -19,6 +19,7 @@ from curate.cli import merge as _merge
 from curate.cli import probe as _probe
 from curate.cli import serve_web as _serve_web
 from curate.cli import train as _train
+from curate.cli import weights as _weights
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -51,6 +52,7 @@ cli.add_command(_localize.features)
 cli.add_command(_localize.localize)
 cli.add_command(_efficiency.efficiency)
 cli.add_command(_export.export)
+cli.add_command(_weights.weights)
 
 
 def main() -> None:

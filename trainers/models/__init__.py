@@ -14,6 +14,7 @@ from trainers.models.s3d import S3D
 from trainers.models.slowfast import ResNet3dSlowFast
 from trainers.models.timesformer import TimeSformer
 from trainers.models.tsm import resnet_tsm
+from trainers.models.tv_video import TorchvisionVideo
 from trainers.models.twostream import TwoStream
 from trainers.models.vivit import ViViT
 from trainers.models.x3d import X3D, X3DHead
@@ -31,6 +32,7 @@ BACKBONES = {
     "ResNet3dSlowFast": ResNet3dSlowFast,
     "C3D": C3D,
     "X3D": X3D,
+    "TorchvisionVideo": TorchvisionVideo,
 }
 
 HEADS = {

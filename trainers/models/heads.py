@@ -1,7 +1,10 @@
 """Classification heads. Each head splits into pool(features) -> embedding and classify(embedding) -> logits."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -43,22 +46,33 @@ class TSNHead(ClsHead):
 
 
 class I3DHead(ClsHead):
-    """3D features [N, C, t, h, w] (or already pooled [N, C]) -> global average -> [N, C]."""
+    """3D features [N, C, t, h, w] (or already pooled [N, C]) -> global average -> [N, C].
+
+    `pool_kernel` [kt, kh, kw] averages windows of that size at stride 1 first, then the windows (torchvision's
+    S3D head: (2, 7, 7), which weighs the first and last time steps less once t > 2); a side longer than the
+    features is cut to their size."""
 
     def __init__(self, num_classes: int, in_channels: int, dropout_ratio: float = 0.5, init_std: float = 0.01,
-                 spatial_type: str | None = "avg"):
+                 spatial_type: str | None = "avg", pool_kernel: Sequence[int] | None = None):
         super().__init__(num_classes, in_channels, dropout_ratio, init_std)
         self.spatial_type = spatial_type
+        self.pool_kernel = tuple(pool_kernel) if pool_kernel else None
 
     def pool(self, feat: torch.Tensor, num_segs: int = 1) -> torch.Tensor:
-        return feat.flatten(2).mean(dim=2) if feat.dim() > 2 else feat
+        if feat.dim() == 2:
+            return feat
+        if self.pool_kernel:
+            feat = F.avg_pool3d(feat, tuple(min(k, s) for k, s in zip(self.pool_kernel, feat.shape[2:])), stride=1)
+        return feat.flatten(2).mean(dim=2)
 
 
 class SlowFastHead(ClsHead):
-    """(slow, fast) 3D feature maps -> each globally averaged -> concatenated [N, C_slow + C_fast]."""
+    """(slow, fast) 3D feature maps -> each globally averaged -> concatenated fast first, [N, C_fast + C_slow]
+    (MMAction2's order, so its classifiers load column for column)."""
 
     def pool(self, feat: tuple[torch.Tensor, torch.Tensor], num_segs: int = 1) -> torch.Tensor:
-        return torch.cat([f.flatten(2).mean(dim=2) for f in feat], dim=1)
+        slow, fast = feat
+        return torch.cat([fast.flatten(2).mean(dim=2), slow.flatten(2).mean(dim=2)], dim=1)
 
 
 class TransformerHead(ClsHead):

@@ -4,8 +4,10 @@ Which blocks carry a temporal kernel is an `inflate` list per stage (an int appl
 a tuple names each block, as MMAction2 writes it). `inflate_style` says where the time kernel goes in a
 bottleneck: '3x1x1' puts it on the first 1x1 conv (I3D, SlowOnly), '3x3x3' on the middle 3x3 conv (CSN).
 `conv_type='2plus1d'` replaces every convolution by a spatial conv, BN+ReLU and a temporal conv (R(2+1)D);
-`bottleneck_mode='ir'|'ip'` makes the middle conv depthwise (CSN). Parameter names follow torchvision's 2D
-ResNet (`conv1`, `layer1.0.conv2`, `downsample.0`), so `inflate_2d_weights` maps a 2D state dict key for key.
+`bottleneck_mode='ir'|'ip'` makes the middle conv depthwise (CSN). `bn_eps` is the BatchNorm epsilon of the
+network's own norms (MMAction2 uses 1e-3 for CSN and R(2+1)D; the BN inside a (2+1)D conv keeps 1e-5, as there).
+Parameter names follow torchvision's 2D ResNet (`conv1`, `layer1.0.conv2`, `downsample.0`), so
+`inflate_2d_weights` maps a 2D state dict key for key.
 """
 from __future__ import annotations
 
@@ -52,39 +54,40 @@ class BasicBlock3d(BasicBlock):
     expansion = 1
 
     def __init__(self, inplanes: int, planes: int, stride: Triple, downsample: nn.Module | None, inflate: bool,
-                 inflate_style: str, conv_type: str, bottleneck_mode: str | None):
+                 inflate_style: str, conv_type: str, bottleneck_mode: str | None, bn_eps: float):
         nn.Module.__init__(self)
         kt = 3 if inflate else 1
         self.conv1 = make_conv(inplanes, planes, (kt, 3, 3), stride, conv_type=conv_type)
-        self.bn1 = nn.BatchNorm3d(planes)
+        self.bn1 = nn.BatchNorm3d(planes, eps=bn_eps)
         self.conv2 = make_conv(planes, planes, (kt, 3, 3), conv_type=conv_type)
-        self.bn2 = nn.BatchNorm3d(planes)
+        self.bn2 = nn.BatchNorm3d(planes, eps=bn_eps)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
 
 
 class Bottleneck3d(Bottleneck):
     """1x1x1 -> 3x3 -> 1x1x1 (x4 channels). Inflated '3x1x1': the first conv is 3x1x1; '3x3x3': the middle one.
-    CSN: the middle conv is depthwise 3x3x3, preceded in 'ip' mode by a 1x1x1 conv (no BN) that keeps
-    channel interaction; 'ir' drops it. residual / forward: the 2D bottleneck's."""
+    CSN: the middle conv is depthwise 3x3x3, preceded in 'ip' mode by a 1x1x1 conv and its BN (no ReLU) that keep
+    channel interaction; 'ir' drops them. residual / forward: the 2D bottleneck's."""
     expansion = 4
 
     def __init__(self, inplanes: int, planes: int, stride: Triple, downsample: nn.Module | None, inflate: bool,
-                 inflate_style: str, conv_type: str, bottleneck_mode: str | None):
+                 inflate_style: str, conv_type: str, bottleneck_mode: str | None, bn_eps: float):
         nn.Module.__init__(self)
         kt1 = 3 if inflate and inflate_style == "3x1x1" else 1
         kt2 = 3 if inflate and inflate_style == "3x3x3" else 1
         self.conv1 = make_conv(inplanes, planes, (kt1, 1, 1), conv_type=conv_type)
-        self.bn1 = nn.BatchNorm3d(planes)
+        self.bn1 = nn.BatchNorm3d(planes, eps=bn_eps)
         if bottleneck_mode is None:
             self.conv2 = make_conv(planes, planes, (kt2, 3, 3), stride, conv_type=conv_type)
         else:
             depthwise = make_conv(planes, planes, (3, 3, 3), stride, groups=planes, conv_type=conv_type)
-            self.conv2 = (nn.Sequential(make_conv(planes, planes, (1, 1, 1), conv_type=conv_type), depthwise)
+            self.conv2 = (nn.Sequential(make_conv(planes, planes, (1, 1, 1), conv_type=conv_type),
+                                        nn.BatchNorm3d(planes, eps=bn_eps), depthwise)
                           if bottleneck_mode == "ip" else depthwise)
-        self.bn2 = nn.BatchNorm3d(planes)
+        self.bn2 = nn.BatchNorm3d(planes, eps=bn_eps)
         self.conv3 = make_conv(planes, planes * 4, (1, 1, 1), conv_type=conv_type)
-        self.bn3 = nn.BatchNorm3d(planes * 4)
+        self.bn3 = nn.BatchNorm3d(planes * 4, eps=bn_eps)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
 
@@ -113,7 +116,7 @@ class ResNet3d(NormEval):
                  inflate: Sequence[int | Sequence[int]] = ((1, 1, 1), (1, 0, 1, 0), (1, 0, 1, 0, 1, 0), (0, 1, 0)),
                  inflate_style: str = "3x1x1", conv_type: str = "3d", bottleneck_mode: str | None = None,
                  lateral_channels: Sequence[int] = (0, 0, 0, 0), norm_eval: bool = False,
-                 pretrained: str | None = None, zero_init_residual: bool = False):
+                 pretrained: str | None = None, zero_init_residual: bool = False, bn_eps: float = 1e-5):
         super().__init__()
         if depth not in DEPTHS:
             raise ValueError(f"ResNet3d depth must be one of {sorted(DEPTHS)}, got {depth}")
@@ -132,7 +135,7 @@ class ResNet3d(NormEval):
         self.norm_eval = norm_eval
         kt, kh, kw = conv1_kernel
         self.conv1 = make_conv(in_channels, base_channels, (kt, kh, kw), (conv1_stride_t, 2, 2), conv_type=conv_type)
-        self.bn1 = nn.BatchNorm3d(base_channels)
+        self.bn1 = nn.BatchNorm3d(base_channels, eps=bn_eps)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = (nn.MaxPool3d((1, 3, 3), (pool1_stride_t, 2, 2), (0, 1, 1)) if with_pool1
                         else nn.Identity())
@@ -146,9 +149,10 @@ class ResNet3d(NormEval):
             down = None
             if stride != (1, 1, 1) or cin != planes * block.expansion:
                 down = nn.Sequential(make_conv(cin, planes * block.expansion, (1, 1, 1), stride, conv_type=conv_type),
-                                     nn.BatchNorm3d(planes * block.expansion))
+                                     nn.BatchNorm3d(planes * block.expansion, eps=bn_eps))
             flags = per_block(inflate[i], n, f"inflate[{i}]")
-            style = dict(inflate_style=inflate_style, conv_type=conv_type, bottleneck_mode=bottleneck_mode)
+            style = dict(inflate_style=inflate_style, conv_type=conv_type, bottleneck_mode=bottleneck_mode,
+                         bn_eps=bn_eps)
             blocks = [block(cin, planes, stride, down, flags[0], **style)]
             inplanes = planes * block.expansion
             blocks += [block(inplanes, planes, (1, 1, 1), None, flags[j], **style) for j in range(1, n)]
@@ -223,21 +227,21 @@ def resnet3d_slowonly(depth: int = 50, in_channels: int = 3, base_channels: int 
 
 def resnet2plus1d(depth: int = 34, in_channels: int = 3, base_channels: int = 64,
                   conv1_kernel: Sequence[int] = (3, 7, 7), temporal_strides: Sequence[int] = (1, 2, 2, 2),
-                  norm_eval: bool = False) -> ResNet3d:
+                  norm_eval: bool = False, bn_eps: float = 1e-5) -> ResNet3d:
     """R(2+1)D (MMAction2 `ResNet2Plus1d`): every conv, stem and shortcuts included, factorised into (2+1)D;
     every block inflated; time halved in res3..res5; no pool2."""
     return ResNet3d(depth=depth, in_channels=in_channels, base_channels=base_channels, conv1_kernel=conv1_kernel,
                     conv1_stride_t=1, pool1_stride_t=1, with_pool2=False, temporal_strides=temporal_strides,
-                    inflate=(1, 1, 1, 1), conv_type="2plus1d", norm_eval=norm_eval)
+                    inflate=(1, 1, 1, 1), conv_type="2plus1d", norm_eval=norm_eval, bn_eps=bn_eps)
 
 
 def resnet3d_csn(depth: int = 152, in_channels: int = 3, base_channels: int = 64, bottleneck_mode: str = "ir",
                  conv1_kernel: Sequence[int] = (3, 7, 7), temporal_strides: Sequence[int] = (1, 2, 2, 2),
-                 norm_eval: bool = False) -> ResNet3d:
+                 norm_eval: bool = False, bn_eps: float = 1e-5) -> ResNet3d:
     """CSN (MMAction2 `ResNet3dCSN`): bottlenecks with a depthwise 3x3x3 middle conv ('ir', or 'ip' with an
-    extra 1x1x1 conv before it), 3x7x7 stem, time halved in res3..res5, no pool2."""
+    extra 1x1x1 conv + BN before it), 3x7x7 stem, time halved in res3..res5, no pool2."""
     return ResNet3d(depth=depth, in_channels=in_channels, base_channels=base_channels, conv1_kernel=conv1_kernel,
                     conv1_stride_t=1, pool1_stride_t=1, with_pool2=False, temporal_strides=temporal_strides,
                     inflate=(1, 1, 1, 1), inflate_style="3x3x3", bottleneck_mode=bottleneck_mode,
-                    norm_eval=norm_eval)
+                    norm_eval=norm_eval, bn_eps=bn_eps)
 

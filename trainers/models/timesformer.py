@@ -5,7 +5,8 @@
   through `temporal_fc`), then over space (the patches of one frame plus the cls token, whose per-frame results
   are averaged), then the MLP. 12 extra temporal attentions over ViT-B: 121.6M parameters with a 400-class head.
 * `joint_space_time` — plain ViT blocks over all T*N patch tokens at once (86.1M).
-* `space_only` — ViT on each frame alone; the per-frame cls tokens are averaged (86.1M, no time modelling).
+* `space_only` — ViT on each frame alone; the per-frame cls tokens are averaged, then normalised (86.1M, no time
+  modelling; MMAction2's order: the final LayerNorm sees the average).
 Parameter names follow timm's ViT (and the original TimeSformer), so `load_vit_weights` fills them from a local
 ImageNet ViT-B/16 state dict; for divided attention the temporal attention starts as a copy of the spatial one.
 """
@@ -118,7 +119,7 @@ class TimeSformer(nn.Module):
             seq = torch.cat([cls.repeat_interleave(t, dim=0), tokens.reshape(b * t, n, d)], dim=1)
             for blk in self.blocks:
                 seq = blk(seq)
-            return self.norm(seq)[:, 0].reshape(b, t, d).mean(dim=1)
+            return self.norm(seq[:, 0].reshape(b, t, d).mean(dim=1))
         tokens = tokens + resize_time_embed(self.time_embed, t).unsqueeze(2)
         seq = torch.cat([cls, tokens.reshape(b, t * n, d)], dim=1)
         for blk in self.blocks:
