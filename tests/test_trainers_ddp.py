@@ -72,7 +72,8 @@ def test_torchrun_matches_one_process_and_resumes_exactly_after_sigkill(run_args
     whole = _curate([*run_args, "--out", tmp_path / "ddp", "--nproc-per-node", "2"])
     out = whole.communicate(timeout=300)[0].decode()
     assert whole.returncode == 0, out
-    assert out.count("rows used") == 1                                  # rank 0 alone prints the summary
+    assert out.count("sources mixed in every iteration") == 1           # rank 0 alone prints the summary
+    assert out.count("rows used") == 2                                  # one line per source: target and web
 
     one, ddp = _events(tmp_path / "one", "train"), _events(tmp_path / "ddp", "train")
     assert len(one) == len(ddp) == 6

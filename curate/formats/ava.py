@@ -274,7 +274,7 @@ VIDEO_COLUMNS = ["video_id", "path", "fps", "frames", "subset"]
 def find_files(folder: str | Path, need: tuple[str, ...] = TRAINING) -> dict[str, Path]:
     """key of NAMES -> the first of its names present in folder; FileNotFoundError when a key of `need` has none."""
     folder = Path(folder)
-    found = {k: next((folder / n for n in names if (folder / n).is_file()), None) for k, names in NAMES.items()}
+    found = {k: next((folder / n for n in names if (folder / n).exists()), None) for k, names in NAMES.items()}
     missing = [f"{k} ({' or '.join(NAMES[k])})" for k in need if found[k] is None]
     if missing:
         raise FileNotFoundError(f"{folder}: no {'; no '.join(missing)}")
