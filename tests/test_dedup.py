@@ -1,12 +1,13 @@
 """curate dedup with real faiss: planted near-copies of val/test clips in the demo world's web are all found with
-no false hit, copies inside the web collapse to the best-scored row, reruns do no new work, IVF agrees with the
-exact index, the teacher embedder, and the command."""
+no false hit, copies inside the web collapse to the best-scored row, reruns do no new work, IVF and the clustered
+search inside the web agree with the exact index, the teacher embedder, and the command."""
 import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 
 from curate import media
+from curate.clean.clusters import within_pairs
 from curate.clean.dedup import PixelEmbedder, TeacherEmbedder, build_index, dedup_manifest, item_vectors, nearest
 from curate.clean.teacher import load_teacher
 from curate.cli import cli
@@ -52,7 +53,7 @@ def test_planted_copies_of_val_and_test_clips_are_all_found(web_rows, target, ti
     # Rerun: nothing to check, nothing decoded, same manifest.
     again, rep2 = dedup_manifest(df, target, tiny_world.root, tiny_world.root, emb, 0.75,
                                  cache=tmp_path / "emb.parquet")
-    assert rep2.checked == 0 and emb.calls == [rep.against, rep.checked]
+    assert rep2.checked == 0 and sum(emb.calls) == rep.against + rep.checked
     pd.testing.assert_frame_equal(again, df)
 
 
@@ -96,11 +97,47 @@ def test_ivf_index_agrees_with_the_exact_index():
     assert near["q"][0][0] == "a" and near["q"][0][1] == pytest.approx(1.0, abs=1e-5)
 
 
+def clustered_corpus(n: int = 20_000, dim: int = 128, copies: int = 200, seed: int = 0) -> np.ndarray:
+    """Unit vectors around n/100 centres (embeddings have structure) with `copies` planted near-copies (cosine ~0.99):
+    rows 100.. copy rows 100 + copies.."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n // 100, dim)).astype(np.float32)
+    x = centres[rng.integers(0, len(centres), n)] + 0.7 * rng.normal(size=(n, dim)).astype(np.float32)
+    x[100:100 + copies] = x[100 + copies:100 + 2 * copies] + 0.02 * rng.normal(size=(copies, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_the_clustered_search_finds_what_exact_search_finds():
+    x = clustered_corpus()
+    pairs, run, desc = within_pairs(x, np.arange(len(x)), 0.9)
+    assert desc.startswith("k-means 283 clusters on 64-d PCA, 6 probes") and run.shards == 4 and not run.failed
+    found = {(min(a, b), max(a, b)) for a, b in zip(pairs["item_id"], pairs["dup_of"])}
+    sims, ids = build_index(x, "flat")[0].search(x, 8)
+    exact = {(min(a, b), max(a, int(b))) for a in range(len(x)) for b, s in zip(ids[a], sims[a]) if b != a and s >= 0.9}
+    assert {(k, k + 200) for k in range(100, 300)} <= exact and found == exact
+    assert (pairs["dup_sim"] >= 0.9).all()
+
+
+def test_dedup_inside_the_web_through_clusters_gives_the_exact_answer(web_rows, target, tiny_world, tmp_path):
+    ok = web_rows[(web_rows["status"] == "ok") & web_rows["copy_of"].isna()]
+    copies = ok.groupby("media").head(2).assign(teacher_score=0.9)   # the same files under new ids: copies to collapse
+    copies["item_id"] = [f"{k:016x}" for k in range(len(copies))]
+    web = pd.concat([web_rows, copies], ignore_index=True)
+    out = {}
+    for kind in ("flat", "cluster"):
+        out[kind], rep = dedup_manifest(web, target, tiny_world.root, tiny_world.root, PixelEmbedder(), 0.75,
+                                        cache=tmp_path / "emb.parquet", index_kind=kind)
+        assert rep.within == len(copies) and rep.of_val == 4, (kind, rep.within_index)
+    assert "exact" in rep.index and rep.within_index.startswith("k-means") and set(rep.runs) == {"search"}
+    assert set(out["cluster"].loc[out["cluster"]["status"] == "rejected", "dup_of"]) >= set(copies["item_id"])
+    pd.testing.assert_frame_equal(out["flat"], out["cluster"])
+
+
 def test_teacher_embeddings_are_unit_vectors_of_the_teacher_width(tiny_teacher, target, tiny_world):
     teacher = load_teacher(tiny_teacher, "cpu")
     rows = target[target["split"] == "val"].head(6)
-    vecs = item_vectors(rows, tiny_world.root, TeacherEmbedder(teacher, batch_size=3), None)
-    again = item_vectors(rows, tiny_world.root, TeacherEmbedder(teacher, batch_size=6), None)
+    vecs, _ = item_vectors(rows, tiny_world.root, TeacherEmbedder(teacher, batch_size=3), None)
+    again, _ = item_vectors(rows, tiny_world.root, TeacherEmbedder(teacher, batch_size=6), None)
     width = teacher.model.cls_head.fc_cls.in_features
     assert set(vecs) == set(rows["item_id"])
     for iid, v in vecs.items():

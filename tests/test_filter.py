@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from curate import media
 from curate.clean.cheap import CheapRules, cheap_filter
+from curate.clean.classes import match_classes, read_mapping
 from curate.clean.filter import (
     KeepRules,
     apply_rules,
@@ -19,9 +20,10 @@ from curate.clean.filter import (
     merge_windows,
     window_rows,
 )
-from curate.clean.teacher import Ensemble, load_teacher, match_classes, read_embeddings, read_mapping, score_manifest
+from curate.clean.teacher import Ensemble, load_teacher, read_embeddings, score_manifest
 from curate.cli import cli
 from curate.core import manifest as mf
+from curate.core.executor import ExecutorSpec
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +106,9 @@ def test_keep_rules_on_hand_made_scores():
 def test_scoring_fills_columns_and_resumes(web_rows, teacher, tiny_world, tmp_path):
     emb = tmp_path / "emb.parquet"
     commits = []
-    df, rep = score_manifest(web_rows, tiny_world.root, {"image": teacher, "video": teacher}, batch_size=8, chunk=16,
-                             embeddings=emb, commit=lambda d: commits.append(d.copy()))
+    df, rep = score_manifest(web_rows, tiny_world.root, {"image": teacher, "video": teacher}, batch_size=8,
+                             embeddings=emb, commit=lambda d: commits.append(d.copy()),
+                             executor=ExecutorSpec(shard_size=16))
     usable = (web_rows["status"] == "ok") & web_rows["path"].notna()
     scored = df[df["teacher_sha"].notna()]
     assert len(scored) == usable.sum() == sum(rep.scored.values()) and rep.failed == 0

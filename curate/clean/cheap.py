@@ -2,6 +2,9 @@
 near-static). Each rejected row gets `status=rejected` and one code; the report holds each filter's seconds and
 its cost per kept item, so thresholds can be weighed against what they save the teacher.
 
+Rows are checked in shards through curate.core.executor (threads here, spawned processes or Ray workers); each
+finished shard is handed to `commit`, so a killed worker loses only its shard.
+
 Codes: `too_small` (shorter side < min_side), `too_short` / `too_long` (duration), `black` (mean luma of the
 sampled frames < black_luma), `frozen` (most steps between sampled frames change nothing: a stuck stream or a
 still image posted as video), `static` (frames change, but the median step is below static_diff grey levels).
@@ -10,7 +13,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from curate import media
+from curate.core.executor import ExecutorSpec, RowWriter, ShardContext, ShardResult
 
 CODES = ("too_small", "too_short", "too_long", "black", "frozen", "static")
 
@@ -44,6 +47,7 @@ class CheapReport:
     rejected: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)   # filter -> seconds spent
     kept: int = 0
+    run: ShardResult | None = None
 
     def cost_per_kept(self) -> dict[str, float]:
         """Seconds each filter spent per item it let through to the teacher."""
@@ -102,50 +106,56 @@ def pixel_code(grey: np.ndarray, rules: CheapRules) -> str | None:
     return None
 
 
-def cheap_filter(df: pd.DataFrame, root: str | Path, rules: CheapRules = CheapRules(), workers: int = 2,
-                 progress: Callable[[int, int], None] | None = None) -> tuple[pd.DataFrame, CheapReport]:
-    """Reject usable rows failing a check (metadata first, then pixels for the survivors)."""
-    root = Path(root)
-    df = df.reset_index(drop=True).copy()
-    report = CheapReport(rejected={c: 0 for c in CODES})
-    todo = df.index[(df["status"] == "ok") & df["path"].notna()]
-    report.checked = len(todo)
+SECONDS = {"metadata": "cheap_metadata_s", "pixels": "cheap_pixels_s"}   # per-row seconds a part carries
 
-    def reject(i: int, err: str) -> None:
-        df.loc[i, ["status", "error"]] = ["rejected", err]
-        report.rejected[err.split(":", 1)[0]] += 1
 
-    t0 = time.perf_counter()
-    survivors = []
-    for i in todo:
-        err = metadata_code(df.loc[i].to_dict(), rules)
-        reject(i, err) if err else survivors.append(i)
-    report.seconds["metadata"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
+def cheap_shard(shard: pd.DataFrame, ctx: ShardContext) -> pd.DataFrame:
+    """Metadata, then pixel checks for the survivors, of one shard (a shard function for curate.core.executor): the
+    rows with status/error set, and each row's seconds per filter in the SECONDS columns."""
+    rules, root = ctx.options["rules"], Path(ctx.options["root"])
     pixel_checks = any(v is not None for v in (rules.black_luma, rules.frozen_diff, rules.static_diff))
+    rows = shard.reset_index(drop=True).copy()
+    seconds = {k: np.zeros(len(rows)) for k in SECONDS}
+    for i, row in enumerate(rows.to_dict("records")):
+        t0 = time.perf_counter()
+        err = metadata_code(row, rules)
+        t1 = time.perf_counter()
+        seconds["metadata"][i] = t1 - t0
+        if err is None and pixel_checks:
+            try:
+                err = pixel_code(sample(root / row["path"], row, rules), rules)
+            except media.MediaError as exc:   # undecodable: a failure, not a filter decision
+                rows.loc[i, ["status", "error"]] = ["failed", f"{exc.code}: {exc}"]
+            seconds["pixels"][i] = time.perf_counter() - t1
+        if err is not None:
+            rows.loc[i, ["status", "error"]] = ["rejected", err]
+    return rows.assign(**{SECONDS[k]: v for k, v in seconds.items()})
 
-    def check(i: int) -> tuple[int, str | None]:
-        row = df.loc[i].to_dict()
-        try:
-            return i, pixel_code(sample(root / row["path"], row, rules), rules)
-        except media.MediaError as exc:
-            return i, f"{exc.code}: {exc}"
 
-    kept = 0
-    if pixel_checks and survivors:
-        with ThreadPoolExecutor(max(1, workers)) as pool:
-            for k, (i, err) in enumerate(pool.map(check, survivors)):
-                if err and err.split(":", 1)[0] in CODES:
-                    reject(i, err)
-                elif err:  # undecodable: a failure, not a filter decision
-                    df.loc[i, ["status", "error"]] = ["failed", err]
-                else:
-                    kept += 1
-                if progress:
-                    progress(k + 1, len(survivors))
-        report.seconds["pixels"] = time.perf_counter() - t0
-    else:
-        kept = len(survivors)
-    report.kept = kept
+def cheap_filter(df: pd.DataFrame, root: str | Path, rules: CheapRules = CheapRules(),
+                 executor: ExecutorSpec | None = None, progress: Callable[[int, int], None] | None = None,
+                 commit: Callable[[pd.DataFrame], None] | None = None) -> tuple[pd.DataFrame, CheapReport]:
+    """Reject usable rows failing a check (metadata first, then pixels for the survivors), in shards on executor
+    (default: 2 threads here, 32 rows a shard); commit(rows) after each shard with its rows, progress(rows done, rows)."""
+    executor = executor or ExecutorSpec(shard_size=32, workers=2)
+    df = df.reset_index(drop=True).copy()
+    report = CheapReport(rejected={c: 0 for c in CODES}, seconds={k: 0.0 for k in SECONDS})
+    todo = df[(df["status"] == "ok") & df["path"].notna()]
+    report.checked = len(todo)
+    rows, seen = RowWriter(df), [0]
+
+    def on_part(part: pd.DataFrame) -> None:
+        for k, col in SECONDS.items():
+            report.seconds[k] += float(part.pop(col).sum())
+        rows.put(part, ["status", "error"])
+        for err in part.loc[part["status"] == "rejected", "error"]:
+            report.rejected[err.split(":", 1)[0]] += 1
+        report.kept += int((part["status"] == "ok").sum())
+        if commit:
+            commit(part)
+        seen[0] += len(part)
+        if progress:
+            progress(seen[0], len(todo))
+
+    report.run = executor.run(cheap_shard, todo, on_part=on_part, options={"rules": rules, "root": str(Path(root))})
     return df, report

@@ -5,13 +5,18 @@ inner product = cosine similarity; faiss searches them. Embedders: `pixels` (a s
 each channel standardised: robust to re-encoding, small crops and colour shifts) or `teacher` (the checkpoint's
 penultimate embedding of the whole item). A web row whose best frame pair with any val/test row reaches the
 threshold is rejected `duplicate_of_val` with `dup_of`/`dup_sim`; web rows close to each other are collapsed to
-the one the teacher scored highest (the others: `near_duplicate`). The index is exact (flat) for small sets and
-IVF for large ones, on the GPUs when faiss sees any; the choice is reported. Checked rows keep `dup_sim` (their
-best similarity), so a rerun checks only new rows; item vectors are cached in a side file.
+the one the teacher scored highest (the others: `near_duplicate`). Against val/test the index is exact (flat) up to
+FLAT_MAX indexed vectors and IVF beyond; inside the web the search is exact up to WITHIN_EXACT_MAX vectors and
+clustered beyond (curate/clean/clusters.py: k-means, then exact comparisons inside each cluster and the clusters
+its vectors probe), on the GPUs when faiss sees any; the choices are reported. Items are embedded in shards through
+curate.core.executor (threads here, spawned processes or Ray workers), each shard's vectors committed to the side
+file as it finishes, and the clustered search runs there too. Checked rows keep `dup_sim` (their best
+similarity), so a rerun checks only new rows and embeds only items missing from the side file.
 """
 from __future__ import annotations
 
 import math
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,9 +27,12 @@ import numpy as np
 import pandas as pd
 
 from curate import media
+from curate.clean.clusters import within_pairs
 from curate.clean.teacher import ScoreDataset, Teacher, forward, loader, read_embeddings, write_embeddings
+from curate.core.executor import ExecutorSpec, ShardContext, ShardResult
 
-FLAT_MAX = 200_000   # indexed vectors up to this many: exact search; beyond: IVF
+FLAT_MAX = 200_000          # val/test vectors up to this many: exact search; beyond: IVF
+WITHIN_EXACT_MAX = 20_000   # web vectors up to this many: exact search among them; beyond: clusters (clusters.py)
 
 
 @dataclass(frozen=True)
@@ -86,13 +94,28 @@ def normalise(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
 
 
-def item_vectors(rows: pd.DataFrame, root: Path, embed, cache: Path | None) -> dict[str, np.ndarray]:
-    """{item_id: [k, D] unit vectors}, from the cache when there, else computed (and cached)."""
+def embed_shard(shard: pd.DataFrame, ctx: ShardContext) -> pd.DataFrame:
+    """A shard's item vectors (a shard function for curate.core.executor): item_id and [k, D] `embedding`."""
+    vecs = ctx.options["embed"](shard, Path(ctx.options["root"]))
+    return pd.DataFrame({"item_id": list(vecs), "embedding": list(vecs.values())})
+
+
+def item_vectors(rows: pd.DataFrame, root: Path, embed, cache: Path | None, executor: ExecutorSpec | None = None
+                 ) -> tuple[dict[str, np.ndarray], ShardResult | None]:
+    """({item_id: [k, D] unit vectors}, how the embedding shards went): from the cache when there, else computed in
+    shards on executor (default: here, 64 rows a shard), each shard's vectors cached as it finishes."""
     have = read_embeddings(cache, embed.key) if cache else {}
     todo = rows[~rows["item_id"].isin(list(have))]
-    new = embed(todo, root) if len(todo) else {}
-    if cache and new:
-        write_embeddings(cache, embed.key, {k: v.reshape(-1) for k, v in new.items()})
+    new: dict[str, np.ndarray] = {}
+
+    def on_part(part: pd.DataFrame) -> None:
+        got = dict(zip(part["item_id"], part["embedding"]))
+        if cache and got:
+            write_embeddings(cache, embed.key, {k: v.reshape(-1) for k, v in got.items()})
+        new.update(got)
+
+    run = (executor or ExecutorSpec()).run(embed_shard, todo, gpu=isinstance(embed, TeacherEmbedder), on_part=on_part,
+                                           options={"embed": embed, "root": str(root)}) if len(todo) else None
     dim = next(iter(new.values())).shape[-1] if new else None
     out = {}
     for iid in rows["item_id"]:
@@ -100,7 +123,7 @@ def item_vectors(rows: pd.DataFrame, root: Path, embed, cache: Path | None) -> d
             out[iid] = new[iid]
         elif iid in have:
             out[iid] = have[iid].reshape(-1, dim or _dim(embed, have[iid]))
-    return out
+    return out, run
 
 
 def _dim(embed, flat: np.ndarray) -> int:
@@ -163,17 +186,27 @@ class DedupReport:
     against: int = 0
     of_val: int = 0
     within: int = 0
-    index: str = ""
+    index: str = ""                    # the val/test search
+    within_index: str = ""             # the search inside the web
     seconds: float = 0.0
     hits: list[tuple[str, str, float]] = field(default_factory=list)   # (web item, matched item, cosine)
+    runs: dict[str, ShardResult] = field(default_factory=dict)         # embedding and search shards: how they went
+
+    @property
+    def failed_shards(self) -> int:
+        return sum(len(r.failed) for r in self.runs.values())
 
 
 def dedup_manifest(web: pd.DataFrame, target: pd.DataFrame, web_root: str | Path, target_root: str | Path,
                    embed, threshold: float, within: bool = True, cache: str | Path | None = None,
-                   index_kind: str = "auto", progress: Callable[[str], None] | None = None
-                   ) -> tuple[pd.DataFrame, DedupReport]:
+                   index_kind: str = "auto", progress: Callable[[str], None] | None = None,
+                   executor: ExecutorSpec | None = None) -> tuple[pd.DataFrame, DedupReport]:
     """Reject web rows whose cosine to a target val/test row reaches threshold (duplicate_of_val), then collapse
-    near-duplicates inside the web (near_duplicate); rows already checked (dup_sim set) are not checked again."""
+    near-duplicates inside the web (near_duplicate); rows already checked (dup_sim set) are not checked again.
+
+    index_kind: auto, flat, ivf or cluster (inside the web; val/test then get auto). executor: where items are
+    embedded and the clustered search runs (its files go next to cache, which every worker must then reach). Rows
+    whose shard failed stay unchecked (dup_sim unset), and so do all pending rows when a search shard failed."""
     t0 = time.perf_counter()
     web = web.reset_index(drop=True).copy()
     report = DedupReport()
@@ -187,12 +220,13 @@ def dedup_manifest(web: pd.DataFrame, target: pd.DataFrame, web_root: str | Path
     report.against = len(evals)
     if progress:
         progress(f"embedding {len(evals)} val/test rows")
-    tvec = item_vectors(evals, Path(target_root), embed, cache)
+    tvec, report.runs["embed val/test"] = item_vectors(evals, Path(target_root), embed, cache, executor)
     if progress:
         progress(f"embedding {len(pending)} web rows")
-    wvec = item_vectors(web[usable], Path(web_root), embed, cache)
+    wvec, report.runs["embed web"] = item_vectors(web[usable], Path(web_root), embed, cache, executor)
+    report.runs = {k: v for k, v in report.runs.items() if v is not None}
     pvec = {i: wvec[i] for i in pending["item_id"] if i in wvec}
-    near, report.index = nearest(tvec, pvec)
+    near, report.index = nearest(tvec, pvec, kind="auto" if index_kind == "cluster" else index_kind)
     pos = {iid: i for i, iid in enumerate(web["item_id"])}
     for iid, hits in near.items():
         if not hits:
@@ -206,37 +240,61 @@ def dedup_manifest(web: pd.DataFrame, target: pd.DataFrame, web_root: str | Path
             report.of_val += 1
             report.hits.append((iid, other, sim))
     if within:
-        _collapse(web, wvec, pending, threshold, report)
+        if progress:
+            progress("searching inside the web")
+        edges = _within_edges(web, wvec, pending, threshold, index_kind, executor, cache, report)
+        if edges is None:     # a search shard failed: what is pending stays pending
+            web.loc[web["item_id"].isin(pending["item_id"]) & (web["status"] == "ok"), "dup_sim"] = np.nan
+        else:
+            _collapse(web, edges, report)
     report.seconds = time.perf_counter() - t0
     return web, report
 
 
-def _collapse(web: pd.DataFrame, wvec: dict[str, np.ndarray], pending: pd.DataFrame, threshold: float,
-              report: DedupReport) -> None:
-    """Groups of web rows within threshold of each other keep their best-scored row (ties: smallest item_id)."""
+def _within_edges(web: pd.DataFrame, wvec: dict[str, np.ndarray], pending: pd.DataFrame, threshold: float,
+                  index_kind: str, executor: ExecutorSpec | None, cache: Path | None, report: DedupReport
+                  ) -> list[tuple[str, str, float]] | None:
+    """(web item, other web item, cosine) at threshold or above, one item of each pair pending; None when a search
+    shard failed."""
     alive = web.loc[(web["status"] == "ok") & web["item_id"].isin(list(wvec)), "item_id"].tolist()
     if len(alive) < 2:
-        return
+        return []
     vecs = {i: wvec[i] for i in alive}
-    near, _ = nearest(vecs, {i: vecs[i] for i in alive if i in set(pending["item_id"])}, k=8)
-    parent = {i: i for i in alive}
+    mine = set(pending["item_id"])
+    size = sum(len(v) for v in vecs.values())
+    kind = ("flat" if size <= WITHIN_EXACT_MAX else "cluster") if index_kind == "auto" else index_kind
+    if kind != "cluster":
+        near, report.within_index = nearest(vecs, {i: vecs[i] for i in alive if i in mine}, k=8, kind=kind)
+        return [(q, o, s) for q, hits in near.items() for o, s in hits if o != q and s >= threshold]
+    owners = np.array([i for i, v in vecs.items() for _ in range(len(v))])
+    with tempfile.TemporaryDirectory(prefix=".dedup-search-", dir=cache.parent if cache else None) as folder:
+        pairs, report.runs["search"], report.within_index = within_pairs(
+            np.concatenate(list(vecs.values())), owners, threshold, 8, executor, folder)
+    if report.runs["search"].failed:
+        return None
+    pairs = pairs[pairs["item_id"].isin(mine) | pairs["dup_of"].isin(mine)]
+    return list(zip(pairs["item_id"], pairs["dup_of"], pairs["dup_sim"].astype(float)))
+
+
+def _collapse(web: pd.DataFrame, edges: list[tuple[str, str, float]], report: DedupReport) -> None:
+    """Groups of web rows joined by edges keep their best-scored row (ties: smallest item_id)."""
+    parent: dict[str, str] = {}
 
     def root(i: str) -> str:
+        parent.setdefault(i, i)
         while parent[i] != i:
             parent[i] = parent[parent[i]]
             i = parent[i]
         return i
 
     sim_of: dict[str, tuple[str, float]] = {}
-    for q, hits in near.items():
-        for other, sim in hits:
-            if other != q and sim >= threshold:
-                parent[root(q)] = root(other)
-                sim_of[q] = max(sim_of.get(q, (other, -1.0)), (other, sim), key=lambda t: t[1])
-                sim_of[other] = max(sim_of.get(other, (q, -1.0)), (q, sim), key=lambda t: t[1])
+    for q, other, sim in edges:
+        parent[root(q)] = root(other)
+        sim_of[q] = max(sim_of.get(q, (other, -1.0)), (other, sim), key=lambda t: t[1])
+        sim_of[other] = max(sim_of.get(other, (q, -1.0)), (q, sim), key=lambda t: t[1])
     score = dict(zip(web["item_id"], web["teacher_score"].astype(float).fillna(-1.0)))
     groups: dict[str, list[str]] = {}
-    for i in alive:
+    for i in list(parent):
         groups.setdefault(root(i), []).append(i)
     pos = {iid: k for k, iid in enumerate(web["item_id"])}
     for members in groups.values():

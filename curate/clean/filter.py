@@ -20,6 +20,7 @@ from curate import media
 from curate.clean.cheap import CheapReport, CheapRules, cheap_filter
 from curate.clean.teacher import Ensemble, ScoreReport, Teacher, inspection_only, score_manifest
 from curate.core import manifest as mf
+from curate.core.executor import ExecutorSpec
 from curate.core.files import save_figure, sha256_file
 from curate.core.sampling import dense_windows
 
@@ -186,10 +187,11 @@ def merge_windows(spans: list[tuple[float, float]]) -> list[tuple[float, float, 
 
 def cut_clips(df: pd.DataFrame, root: str | Path, teacher: Teacher | Ensemble, rules: KeepRules, window_s: float,
               stride_s: float | None = None, longer_than_s: float | None = None, batch_size: int = 16,
-              workers: int = 0, progress: Callable[[int, int], None] | None = None
-              ) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Score windows of every untrimmed row; kept windows merged and cut (exact ffmpeg re-encode) into clip rows
-    with parent_id; the parent becomes `rejected` with `untrimmed: cut into N clips` (or teacher_low: no window)."""
+              workers: int = 0, progress: Callable[[int, int], None] | None = None,
+              executor: ExecutorSpec | None = None) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Score windows of every untrimmed row (on executor, as score_manifest); kept windows merged and cut (exact
+    ffmpeg re-encode, here) into clip rows with parent_id; the parent becomes `rejected` with `untrimmed: cut into N
+    clips` (or teacher_low: no window)."""
     root = Path(root)
     df = df.reset_index(drop=True).copy()
     parents = df[is_untrimmed(df, longer_than_s) & df["label_id"].notna()]
@@ -198,7 +200,7 @@ def cut_clips(df: pd.DataFrame, root: str | Path, teacher: Teacher | Ensemble, r
         return df, stats
     windows = pd.concat([window_rows(r, window_s, stride_s) for r in parents.to_dict("records")], ignore_index=True)
     scored, _ = score_manifest(windows, root, {"video": teacher}, batch_size=batch_size, workers=workers,
-                               progress=progress)
+                               progress=progress, executor=executor)
     stats["windows"] = len(scored)
     # per-class ranks are not for windows; their relative bar is set by the class's whole videos
     whole = df[(df["media"] == "video") & df["parent_id"].isna() & ~df["item_id"].isin(parents["item_id"])]
@@ -273,33 +275,38 @@ class FilterResult:
     clips: dict[str, int]
     dry_run: pd.DataFrame | None = None
 
+    @property
+    def failed_shards(self) -> int:
+        """Shards of the cheap filters or of scoring that failed (their rows stay unchecked / unscored)."""
+        return sum(len(r.failed) for r in (self.cheap.run, self.scores.run) if r is not None)
+
 
 def filter_manifest(df: pd.DataFrame, root: str | Path, teachers: Mapping[str, Teacher | Ensemble], rules: KeepRules,
                     cheap: CheapRules | None = CheapRules(), mapping: Mapping[str, str] | None = None,
                     untrimmed_over_s: float | None = None, window_s: float = 10.0, stride_s: float | None = None,
                     batch_size: int = 16, workers: int = 0, embeddings: str | Path | None = None,
                     dry_run: bool = False, commit: Callable[[pd.DataFrame], None] | None = None,
-                    progress: Callable[[str, int, int], None] | None = None) -> FilterResult:
+                    progress: Callable[[str, int, int], None] | None = None,
+                    executor: ExecutorSpec | None = None) -> FilterResult:
     """Cheap filters -> teacher scores (untrimmed videos aside) -> keep rules -> clips of untrimmed videos.
 
-    commit(rows) gets the rows each step changed: the cheap checks', each scoring chunk's, then every row once the
-    rules ran (manifest.commit makes each an O(rows) part). dry_run scores and applies the rules in memory only:
-    nothing is written, rejected or cut."""
+    executor: where the cheap filters and the teacher run, in shards (default: this process; the cheap filters on
+    max(1, workers) threads, scoring with `workers` decode processes). commit(rows) gets the rows each step changed:
+    each cheap shard's, each scoring shard's, then every row once the rules ran (manifest.commit makes each an
+    O(rows) part). dry_run scores and applies the rules in memory only: nothing is written, rejected or cut."""
     step = (lambda name: (lambda done, total: progress(name, done, total))) if progress else (lambda name: None)
     if dry_run:
         commit, embeddings = None, None
     cheap_report = CheapReport()
     if cheap is not None:
         fresh = df["teacher_sha"].isna() & ~inspection_only(df)  # rows a teacher saw passed the cheap filters
-        checked, cheap_report = cheap_filter(df[fresh], root, cheap, max(1, workers), step("cheap"))
+        where = executor or ExecutorSpec(shard_size=32, workers=max(1, workers))
+        checked, cheap_report = cheap_filter(df[fresh], root, cheap, where, step("cheap"), commit)
         df = mf.upsert(df, checked)
-        if commit:
-            commit(checked)
     untrimmed = is_untrimmed(df, untrimmed_over_s)
     whole, long = df[~untrimmed], df[untrimmed]
     scored, report = score_manifest(whole, root, teachers, mapping, batch_size, workers, embeddings=embeddings,
-                                    commit=commit,
-                                    progress=step("teacher"))
+                                    commit=commit, progress=step("teacher"), executor=executor)
     df = mf.upsert(df, scored)
     if dry_run:
         return FilterResult(df, cheap_report, report, {}, {}, dry_run_table(df.loc[~df["item_id"].isin(
@@ -308,7 +315,7 @@ def filter_manifest(df: pd.DataFrame, root: str | Path, teachers: Mapping[str, T
     clips = {}
     if not long.empty and "video" in teachers:
         df, clips = cut_clips(df, root, teachers["video"], rules, window_s, stride_s, untrimmed_over_s, batch_size,
-                              workers, step("windows"))
+                              workers, step("windows"), executor)
     if commit:
         commit(df)
     return FilterResult(df, cheap_report, report, removed, clips)

@@ -3,17 +3,18 @@
 Images go through a 2D teacher, videos through a 3D teacher (any checkpoint written by `curate train`). Each row
 gets `teacher_score` (probability of its own label), `teacher_pred` and `teacher_top5` (label ids of the
 manifest's class list) and `teacher_sha`; the penultimate embedding goes to a side Parquet file keyed by
-(item_id, teacher_sha). Rows already scored by the same checkpoint are skipped, and results are committed chunk
-by chunk, so a killed run resumes where it stopped. A teacher whose classes differ from the manifest's is matched
-by class name, or through a mapping file (teacher class -> manifest class, by name or index).
+(item_id, teacher_sha). Rows already scored by the same checkpoint are skipped, and results are committed shard
+by shard (curate.core.executor: in this process, spawned processes or Ray workers), so a killed run or worker loses
+only the shards in flight. A teacher whose classes differ from the manifest's is matched by class name, or through a
+mapping file (curate/clean/classes.py). A teacher handed to another process travels as its checkpoint path and hash
+and is loaded there once per worker process.
 """
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +23,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-import yaml
 
 from curate import media
+from curate.clean.classes import ClassMatch, manifest_classes, match_classes
+from curate.core.executor import ExecutorSpec, RowWriter, ShardContext, ShardResult, split, worker_cached
 from curate.core.files import atomic_path
 
 if TYPE_CHECKING:
@@ -64,6 +66,18 @@ class Teacher:
             raise ValueError(f"{self.path}: its sources hold out different folds ({sorted(found)}), so which rows it "
                              "has not seen is not one fold")
         return Holdout.parse(found.pop()) if found else None
+
+    def __reduce__(self):
+        """Pickled (to a spawned process or a Ray worker) as its checkpoint path and hash: the worker loads it once."""
+        return worker_teacher, (str(self.path), self.sha)
+
+
+def worker_teacher(path: str, sha: str) -> Teacher:
+    """The teacher at path, loaded once per process (on its GPU when it has one); its hash must still be sha."""
+    teacher = worker_cached(("teacher", path, sha), lambda: load_teacher(path))
+    if teacher.sha != sha:
+        raise ValueError(f"{path} changed on disk since scoring started (sha {teacher.sha[:12]}, not {sha[:12]})")
+    return teacher
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -147,60 +161,6 @@ class Ensemble:
             p = np.exp(logp - logp.max())
             probs[r], embs[r] = p / p.sum(), mine[0][1][r]
         return probs, embs, failed
-
-
-# ----------------------------------------------------------------------------------------------- class matching
-
-def _norm(name: str) -> str:
-    return re.sub(r"[\s_\-]+", " ", str(name)).strip().lower()
-
-
-@dataclass(frozen=True)
-class ClassMatch:
-    """Teacher class index <-> manifest label id."""
-
-    to_teacher: dict[int, int]          # manifest label id -> teacher class index
-    to_label: np.ndarray                # teacher class index -> manifest label id (-1: no such class here)
-    unmatched_labels: tuple[str, ...]   # manifest classes the teacher does not know (their rows are not scored)
-    unmatched_teacher: tuple[str, ...]  # teacher classes with no manifest class (predictions there mismatch)
-
-
-def read_mapping(path: str | Path) -> dict[str, str]:
-    """A JSON or YAML mapping {teacher class name or index: manifest class name or label id}."""
-    data = yaml.safe_load(Path(path).read_text())
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{path}: a class mapping must be a mapping of teacher class -> manifest class")
-    return {str(k): str(v) for k, v in data.items()}
-
-
-def match_classes(teacher_classes: list[str], labels: Mapping[int, str],
-                  mapping: Mapping[str, str] | None = None) -> ClassMatch:
-    """Match by normalised name (case, spaces, '_' and '-' ignored), or through `mapping` when given."""
-    by_name = {_norm(n): i for i, n in enumerate(teacher_classes)}
-    label_by_name = {_norm(n): int(i) for i, n in labels.items()}
-    to_label = np.full(len(teacher_classes), -1, np.int64)
-    if mapping:
-        for k, v in mapping.items():
-            t = int(k) if k.lstrip("-").isdigit() else by_name.get(_norm(k))
-            lab = int(v) if v.lstrip("-").isdigit() else label_by_name.get(_norm(v))
-            if t is None or not 0 <= t < len(teacher_classes):
-                raise ValueError(f"class mapping: {k!r} is not a teacher class")
-            if lab is None or lab not in labels:
-                raise ValueError(f"class mapping: {v!r} is not a class of the manifest")
-            to_label[t] = lab
-    else:
-        for name, t in by_name.items():
-            to_label[t] = label_by_name.get(name, -1)
-    to_teacher = {int(lab): int(t) for t, lab in enumerate(to_label) if lab >= 0}
-    return ClassMatch(to_teacher, to_label,
-                      tuple(sorted(n for i, n in labels.items() if int(i) not in to_teacher)),
-                      tuple(teacher_classes[t] for t in np.flatnonzero(to_label < 0)))
-
-
-def manifest_classes(df: pd.DataFrame) -> dict[int, str]:
-    """label id -> class name, from the rows that carry both."""
-    known = df[df["label_id"].notna() & df["label"].notna()]
-    return {int(k): str(v) for k, v in known.groupby("label_id")["label"].first().items()}
 
 
 # ----------------------------------------------------------------------------------------------- forward pass
@@ -301,6 +261,7 @@ class ScoreReport:
     unmatched_labels: dict[str, list[str]] = field(default_factory=dict)   # media -> classes the teacher lacks
     unmatched_teacher: dict[str, list[str]] = field(default_factory=dict)  # media -> teacher classes not here
     seconds: float = 0.0
+    run: ShardResult | None = None                           # how the shards went (failed ones stay unscored)
 
     def rows_per_s(self) -> float:
         return sum(self.scored.values()) / self.seconds if self.seconds else 0.0
@@ -330,14 +291,43 @@ def apply_scores(df: pd.DataFrame, index: list[int], probs: np.ndarray, match: C
         df.iat[pos, cols["teacher_sha"]] = sha
 
 
+SCORED = ("teacher_score", "teacher_pred", "teacher_top5", "teacher_sha", "status", "error")
+
+
+def score_shard(shard: pd.DataFrame, ctx: ShardContext) -> pd.DataFrame:
+    """One shard of rows of one media through its teacher (a shard function for curate.core.executor): the rows with
+    their teacher columns, failed decodes as `failed`, and an `embedding` column the driver takes off."""
+    o = ctx.options
+    kind = shard["media"].iloc[0]
+    teacher, match = o["teachers"][kind], o["matches"][kind]
+    rows = shard.reset_index(drop=True).copy()
+    rows["teacher_top5"] = rows["teacher_top5"].astype(object)
+    probs, embs, failed = teacher.score(rows, o["root"], o["batch_size"], o["decode_workers"], o.get("tick"))
+    good = sorted(probs)
+    if good:
+        apply_scores(rows, good, np.stack([probs[r] for r in good]), match, teacher.sha)
+    for r, err in failed.items():
+        rows.loc[r, ["status", "error"]] = ["failed", err]
+    return rows.assign(embedding=[embs.get(r) for r in range(len(rows))])
+
+
 def score_manifest(df: pd.DataFrame, root: str | Path, teachers: Mapping[str, Teacher | Ensemble],
                    mapping: Mapping[str, str] | None = None, batch_size: int = 16, workers: int = 0,
-                   chunk: int = 256, embeddings: str | Path | None = None,
-                   commit: Callable[[pd.DataFrame], None] | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> tuple[pd.DataFrame, ScoreReport]:
-    """Score every usable row with the teacher (or ensemble) for its media ('image' / 'video'); commit(rows) after
-    each chunk with the chunk's rows (scored or failed), so a manifest folder commits in O(chunk)."""
+                   embeddings: str | Path | None = None, commit: Callable[[pd.DataFrame], None] | None = None,
+                   progress: Callable[[int, int], None] | None = None, executor: ExecutorSpec | None = None
+                   ) -> tuple[pd.DataFrame, ScoreReport]:
+    """Score every usable row with the teacher (or ensemble) for its media ('image' / 'video'), in shards of one
+    media; commit(rows) after each shard with the shard's rows (scored or failed), so a manifest folder commits in
+    O(shard).
+
+    executor: where shards run (default: this process, 256 rows a shard). In this process shards run one at a time
+    through the teachers as given, decoding in `workers` DataLoader processes; shards on spawned processes or Ray
+    decode in their own process, and the teachers go there as checkpoint paths (loaded once per worker, on its GPU
+    when it has one)."""
     t0 = time.perf_counter()
+    executor = executor or ExecutorSpec(shard_size=256)
+    if executor.local:
+        executor = replace(executor, workers=1)
     teachers = {kind: t if isinstance(t, Ensemble) else Ensemble([t]) for kind, t in teachers.items()}
     df = df.reset_index(drop=True).copy()
     df["teacher_top5"] = df["teacher_top5"].astype(object)
@@ -345,38 +335,38 @@ def score_manifest(df: pd.DataFrame, root: str | Path, teachers: Mapping[str, Te
     labels = manifest_classes(df)
     ok = scorable(df)
     report.no_teacher = int((ok & ~df["media"].isin(list(teachers))).sum())
-    todo_all: list[tuple[Ensemble, ClassMatch, np.ndarray]] = []
+    shards, matches = [], {}
     for kind, teacher in teachers.items():
-        match = match_classes(teacher.classes, labels, mapping)
+        match = matches[kind] = match_classes(teacher.classes, labels, mapping)
         report.unmatched_labels[kind], report.unmatched_teacher[kind] = list(match.unmatched_labels), list(
             match.unmatched_teacher)
         mine = ok & (df["media"] == kind) & df["label_id"].isin(list(match.to_teacher))
         done = mine & (df["teacher_sha"] == teacher.sha).fillna(False)
         report.reused[kind], report.scored[kind] = int(done.sum()), 0
-        todo_all.append((teacher, match, np.flatnonzero((mine & ~done).to_numpy())))
-    total, seen = sum(len(t[2]) for t in todo_all), [0]
+        shards += split(df[mine & ~done], executor.shard_size)
+    rows, total, seen = RowWriter(df), sum(len(s) for s in shards), [0]
+
+    def on_part(part: pd.DataFrame) -> None:
+        kind, vecs = part["media"].iloc[0], part.pop("embedding")
+        rows.put(part, SCORED)
+        if embeddings is not None:
+            write_embeddings(embeddings, teachers[kind].sha, {i: v for i, v in zip(part["item_id"], vecs) if v is not None})
+        good = int(part["teacher_sha"].notna().sum())
+        report.scored[kind] += good
+        report.failed += len(part) - good
+        if commit:
+            commit(part)
+        if not executor.local:
+            tick(len(part))
 
     def tick(n: int) -> None:
         seen[0] += n
         if progress:
             progress(seen[0], total)
 
-    for kind, (teacher, match, todo) in zip(teachers, todo_all):
-        for lo in range(0, len(todo), chunk):
-            index = todo[lo:lo + chunk]
-            probs, embs, failed = teacher.score(df.iloc[index], root, batch_size, workers, tick)
-            good = sorted(probs)
-            if good:
-                apply_scores(df, [int(index[r]) for r in good], np.stack([probs[r] for r in good]), match,
-                             teacher.sha)
-            for r, err in failed.items():
-                df.loc[int(index[r]), ["status", "error"]] = ["failed", err]
-            if embeddings is not None and embs:
-                write_embeddings(embeddings, teacher.sha, {df.at[int(index[r]), "item_id"]: v for r, v in embs.items()})
-            report.scored[kind] += len(good)
-            report.failed += len(failed)
-            if commit:
-                commit(df.iloc[index])
+    options = {"root": str(root), "teachers": teachers, "matches": matches, "batch_size": batch_size,
+               "decode_workers": workers if executor.local else 0, "tick": tick if executor.local else None}
+    report.run = executor.run(score_shard, shards, gpu=True, on_part=on_part, options=options)
     report.seconds = time.perf_counter() - t0
     return df, report
 

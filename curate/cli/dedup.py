@@ -8,6 +8,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from curate.cli.executor import executor_options, executor_summary
+
 
 @click.command("dedup")
 @click.argument("manifest_path", metavar="WEB_MANIFEST", type=click.Path(exists=True, path_type=Path))
@@ -22,23 +24,29 @@ from rich.table import Table
               help="Cosine similarity at which an item is a duplicate (default: 0.75 for pixels, 0.95 for teacher).")
 @click.option("--within/--no-within", default=True, show_default=True,
               help="Also collapse near-duplicates inside the web manifest to its best-scored row.")
-@click.option("--index", "index_kind", type=click.Choice(["auto", "flat", "ivf"]), default="auto", show_default=True,
-              help="faiss index: exact for up to 200k indexed vectors, IVF beyond (auto); GPU when faiss sees one.")
+@click.option("--index", "index_kind", type=click.Choice(["auto", "flat", "ivf", "cluster"]), default="auto",
+              show_default=True,
+              help="auto: against val/test exact up to 200k indexed vectors, IVF beyond; inside the web exact up to "
+                   "20k vectors, beyond that k-means clusters compared exactly inside each cluster and its vectors' "
+                   "6 nearest clusters (cluster). GPU when faiss sees one.")
 @click.option("--out", type=click.Path(path_type=Path),
               help="Output manifest (default: rewrite WEB_MANIFEST in place, atomically).")
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), help="Root of WEB_MANIFEST's paths.")
 @click.option("--target-root", type=click.Path(file_okay=False, path_type=Path), help="Root of --target's paths.")
 @click.option("--device", default=None, help="For --embed teacher: cpu, cuda, ... (default: cuda when present).")
+@executor_options(shard_size=64)
 def dedup_cmd(manifest_path: Path, target_path: Path, embed: str, teacher: Path | None, threshold: float | None,
               within: bool, index_kind: str, out: Path | None, data_root: Path | None, target_root: Path | None,
-              device: str | None) -> None:
+              device: str | None, executor: str, address: str | None, shard_size: int, workers: int) -> None:
     """Remove web rows that near-duplicate the target's evaluation rows (OmniSource's decontamination).
 
     \b
     Rows too close to a val/test row: status=rejected, error=duplicate_of_val, dup_of=<target item>,
     dup_sim=<cosine>. Groups of web rows close to each other keep the row the teacher scored highest
     (others: near_duplicate, dup_of=<kept row>). Every checked row keeps its best similarity in dup_sim,
-    so a rerun only checks new rows; item vectors are cached in OUT.dedup_emb.parquet.
+    so a rerun only checks new rows; item vectors are cached in OUT.dedup_emb.parquet, shard by shard as
+    they are embedded (--executor: here, spawned processes or a Ray cluster; the clustered search inside
+    the web runs there too, from files next to OUT that every worker must reach).
 
     \b
     Example:
@@ -47,6 +55,7 @@ def dedup_cmd(manifest_path: Path, target_path: Path, embed: str, teacher: Path 
     from curate.clean.dedup import PixelEmbedder, TeacherEmbedder, dedup_manifest
     from curate.clean.teacher import load_teacher
     from curate.core import manifest as mf
+    from curate.core.executor import ExecutorError, ExecutorSpec
     from curate.core.manifest import find_data_root
     from trainers.checkpoint import CheckpointError
     from trainers.config import ConfigError
@@ -66,11 +75,16 @@ def dedup_cmd(manifest_path: Path, target_path: Path, embed: str, teacher: Path 
         cache = out.with_name(out.name.removesuffix(".parquet") + ".dedup_emb.parquet")
         with con.status("dedup") as status:
             df, rep = dedup_manifest(web, target, web_root, tgt_root, embedder, thr, within, cache, index_kind,
-                                     progress=lambda msg: status.update(msg))
+                                     progress=lambda msg: status.update(msg),
+                                     executor=ExecutorSpec(executor, address, shard_size, workers))
         mf.write(df, out, {**mf.read_metadata(manifest_path), "data_root": str(Path(web_root).resolve())})
-    except (ConfigError, CheckpointError, mf.ManifestError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, CheckpointError, ExecutorError, mf.ManifestError, FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
+    for what, run in rep.runs.items():
+        executor_summary(con, run, what)
     con.print(f"checked {rep.checked} web rows against {rep.against} val/test rows ({rep.index}), cosine >= {thr:g}")
+    if rep.within_index:
+        con.print(f"inside the web: {rep.within_index}")
     con.print(f"duplicate_of_val {rep.of_val}, near_duplicate {rep.within}")
     if rep.hits:
         t = Table(title="hits", title_justify="left", show_edge=False)
@@ -80,3 +94,5 @@ def dedup_cmd(manifest_path: Path, target_path: Path, embed: str, teacher: Path 
             t.add_row(a, b, f"{s:.3f}")
         con.print(t)
     con.print(f"{out} in {time.perf_counter() - t0:.1f} s")
+    if rep.failed_shards:
+        raise SystemExit(1)

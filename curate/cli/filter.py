@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from curate.cli.executor import executor_options, executor_summary
+
 
 @click.command("filter")
 @click.argument("manifest_path", metavar="MANIFEST", type=click.Path(exists=True, path_type=Path))
@@ -52,7 +54,11 @@ from rich.table import Table
 @click.option("--window", "window_s", type=float, default=10.0, show_default=True, help="Window length in seconds.")
 @click.option("--stride", "stride_s", type=float, default=None, help="Window stride in seconds (default: --window).")
 @click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option("--workers", type=int, default=2, show_default=True, help="Decode processes (DataLoader workers).")
+@click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True,
+              help="--executor local: decode processes (DataLoader workers) of the one teacher here, and threads of "
+                   "the cheap filters; processes: worker processes; ray: CPUs of the local Ray cluster started when "
+                   "--address is not given (each Ray task decodes in its own process, a teacher per worker).")
+@executor_options(workers=False, shard_size=256)
 @click.option("--device", default=None, help="cpu, cuda, ... (default: cuda when present; bf16 autocast there).")
 @click.option("--plots", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the score histograms (default: next to the output manifest).")
@@ -68,7 +74,8 @@ def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: tuple[P
                match: bool, match_k: int,
                cheap: bool, min_side: int, min_duration: float, max_duration: float | None,
                untrimmed_over: float | None, window_s: float, stride_s: float | None, batch_size: int, workers: int,
-               device: str | None, plots: Path | None, pseudo_mp4: str | None, dry_run: bool) -> None:
+               device: str | None, plots: Path | None, pseudo_mp4: str | None, dry_run: bool, executor: str,
+               address: str | None, shard_size: int) -> None:
     """Filter MANIFEST's web rows with a teacher trained on the target set (OmniSource).
 
     \b
@@ -76,7 +83,9 @@ def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: tuple[P
     own label, top-1, top-5, embeddings to OUT.emb.parquet); the keep rules then reject what they drop
     (status=rejected, error=teacher_low or teacher_mismatch; rows are never deleted). Videos longer than
     --untrimmed-over are scored in windows; kept windows are merged and cut into clip rows (parent_id).
-    Reruns skip rows already scored by the same checkpoints and views.
+    Reruns skip rows already scored by the same checkpoints and views. Cheap checks and scoring run in shards
+    (--executor: here, spawned processes, or a Ray cluster, a GPU per task when it has GPUs), each committed to OUT
+    as it finishes.
 
     \b
     Examples:
@@ -86,10 +95,12 @@ def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: tuple[P
           --image-views 1x10
     """
     from curate.clean.cheap import CheapRules
+    from curate.clean.classes import read_mapping
     from curate.clean.filter import KeepRules, filter_manifest, plot_extremes, plot_scores, resumed
-    from curate.clean.teacher import read_mapping, teachers_from_args
+    from curate.clean.teacher import teachers_from_args
     from curate.core import manifest as mf
     from curate.core import store
+    from curate.core.executor import ExecutorError, ExecutorSpec
     from curate.core.manifest import find_data_root
     from trainers.checkpoint import CheckpointError
     from trainers.config import ConfigError
@@ -128,7 +139,7 @@ def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: tuple[P
             result = filter_manifest(df, root, teachers, rules, cheap_rules, read_mapping(class_map) if class_map
                                      else None, untrimmed_over, window_s, stride_s, batch_size, workers,
                                      out.with_name(out.name.removesuffix(".parquet") + ".emb.parquet"), dry_run,
-                                     commit, progress)
+                                     commit, progress, ExecutorSpec(executor, address, shard_size, max(1, workers)))
         if pseudo_mp4 and not dry_run:
             from curate.media.pseudo import write_pseudo_rows
 
@@ -140,8 +151,10 @@ def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: tuple[P
             con.print(f"pseudo-videos ({pseudo_mp4}): {len(pseudo)} written")
         if not dry_run:
             store.compact(out)      # one file again: exact for any Parquet reader
-    except (ConfigError, CheckpointError, mf.ManifestError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, CheckpointError, ExecutorError, mf.ManifestError, FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
+    if result.scores.run is not None:
+        executor_summary(con, result.scores.run, "teacher scoring")
     _summary(con, result, rules, dry_run)
     if not dry_run:
         plot_dir = plots or out.parent / (out.name.removesuffix(".parquet") + "_plots")
@@ -150,6 +163,8 @@ def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: tuple[P
             con.print(f"  {p}")
     con.print(f"dry run: nothing written ({time.perf_counter() - t0:.1f} s)" if dry_run else
               f"{out} in {time.perf_counter() - t0:.1f} s")
+    if result.failed_shards:
+        raise SystemExit(1)
 
 
 def _summary(con: Console, r, rules, dry_run: bool) -> None:

@@ -11,7 +11,12 @@ and a rerun (the stage picks its pending rows again) does nothing twice. A shard
 result and its rows stay pending.
 
 GPU-aware: `gpu=True` (teacher scoring) asks Ray for one GPU per task when the cluster has GPUs and for one CPU
-otherwise; `ctx.device` says which the task got.
+otherwise; `ctx.device` says which the task got. Ray keeps a worker process for every task it runs (GPU tasks too),
+so what `worker_cached` loads (a teacher's weights) is loaded once per worker, not once per shard.
+
+A stage that takes an `ExecutorSpec` (the CLI's --executor/--address/--shard-size/--workers in one value) runs
+through `spec.run(fn, rows, ...)`. A part may carry columns the manifest does not have (an `embedding`): the stage's
+on_part takes them off before it commits.
 
     from curate.core.executor import commit, run_shards
     result = run_shards(probe_shard, pending, 64, executor="ray", on_part=commit(out))
@@ -19,9 +24,11 @@ otherwise; `ctx.device` says which the task got.
 from __future__ import annotations
 
 import os
+import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -59,6 +66,73 @@ class ShardResult:
     resources: dict[str, float] = field(default_factory=dict)   # what each Ray task asked for
 
 
+@dataclass(frozen=True)
+class ExecutorSpec:
+    """Where a stage's shards run: run_shards' executor, address, shard size and workers in one value."""
+
+    executor: str = "local"
+    address: str | None = None
+    shard_size: int = 64
+    workers: int = 1
+    max_retries: int = 3
+
+    @property
+    def local(self) -> bool:
+        """Shards run in this process (threads): a stage may hand them what it already loaded."""
+        return self.executor == "local"
+
+    def run(self, fn: Callable[[pd.DataFrame, ShardContext], pd.DataFrame], rows: pd.DataFrame | list[pd.DataFrame],
+            **kw) -> ShardResult:
+        return run_shards(fn, rows, self.shard_size, self.executor, self.address, workers=self.workers,
+                          max_retries=self.max_retries, **kw)
+
+
+_CACHE: OrderedDict[Hashable, Any] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+CACHE_SIZE = 4
+
+
+def worker_cached(key: Hashable, make: Callable[[], Any]) -> Any:
+    """make() once per process for key (the CACHE_SIZE latest keys are kept): a Ray worker or spawned process loads
+    a teacher once, whatever the number of shards it runs."""
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = make()
+            while len(_CACHE) > CACHE_SIZE:
+                _CACHE.popitem(last=False)
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+
+
+class RowWriter:
+    """A stage's rows in the driver; put() writes a part's columns into the rows of the same item_id in place, in
+    O(part) (an upsert of the whole frame per part would make a run O(rows x shards))."""
+
+    def __init__(self, df: pd.DataFrame):
+        import numpy as np
+        import pandas as pd
+
+        self.df = df
+        self._pos = pd.Series(np.arange(len(df)), index=df["item_id"].to_numpy())
+
+    def put(self, part: pd.DataFrame, columns) -> None:
+        at = self._pos.loc[part["item_id"]].to_numpy()
+        for c in columns:
+            self.df.iloc[at, self.df.columns.get_loc(c)] = _column(part[c])
+
+
+def _column(values: pd.Series):
+    """A column as a 1-D array for iloc; an object array keeps lists (teacher_top5) one per row."""
+    import numpy as np
+
+    if values.dtype != object:
+        return values.to_numpy()
+    out = np.empty(len(values), object)
+    for i, v in enumerate(values):
+        out[i] = v
+    return out
+
+
 def split(rows: pd.DataFrame, shard_size: int) -> list[pd.DataFrame]:
     """Consecutive shards of at most shard_size rows (index reset)."""
     if shard_size < 1:
@@ -77,18 +151,19 @@ def commit(path: str | os.PathLike, metadata: dict[str, str] | None = None) -> C
     return on_part
 
 
-def run_shards(fn: Callable[[pd.DataFrame, ShardContext], pd.DataFrame], rows: pd.DataFrame, shard_size: int = 64,
-               executor: str = "local", address: str | None = None, *, workers: int = 1, gpu: bool = False,
+def run_shards(fn: Callable[[pd.DataFrame, ShardContext], pd.DataFrame], rows: pd.DataFrame | list[pd.DataFrame],
+               shard_size: int = 64, executor: str = "local", address: str | None = None, *, workers: int = 1, gpu: bool = False,
                on_part: Callable[[pd.DataFrame], None] | None = None, options: dict | None = None,
                max_retries: int = 3, progress: Callable[[int, int], None] | None = None) -> ShardResult:
     """Run fn over rows in shards; on_part(part) in this process as each finishes (see the module doc).
 
-    workers: threads (local) or, for a Ray cluster this call starts, its CPUs; max_retries: Ray re-runs a task whose
-    worker died this many times; progress(done_shards, shards) after each shard.
+    rows: a DataFrame cut into shards of shard_size rows, or the shards themselves (a stage whose shards must not
+    mix rows of different kinds); workers: threads (local) or, for a Ray cluster this call starts, its CPUs;
+    max_retries: Ray re-runs a task whose worker died this many times; progress(done_shards, shards) after each shard.
     """
     if executor not in EXECUTORS:
         raise ExecutorError(f"executor {executor!r} is not one of {list(EXECUTORS)}")
-    shards = split(rows, shard_size)
+    shards = [s.reset_index(drop=True) for s in rows] if isinstance(rows, list) else split(rows, shard_size)
     result = ShardResult(executor, len(shards), workers=workers)
     t0 = time.perf_counter()
     ctx = [ShardContext(i, len(shards), options=dict(options or {})) for i in range(len(shards))]
@@ -193,7 +268,8 @@ def _run_ray(fn, shards, ctx, address, workers, gpu, max_retries, result) -> Ite
     cluster = ray.cluster_resources()
     resources = result.resources = task_resources(gpu, cluster)
     result.workers = int(cluster.get("GPU" if "num_gpus" in resources else "CPU", 1))
-    task = ray.remote(_ray_shard).options(max_retries=max_retries, **resources)
+    # max_calls=0: workers stay for the next task (Ray's default for GPU tasks is one task per worker process)
+    task = ray.remote(max_calls=0, **resources)(_ray_shard).options(max_retries=max_retries)
     window = 2 * max(1, result.workers)     # a bounded number of shards in flight: parts stream back as they finish
     todo = list(zip(shards, ctx))[::-1]
     running: dict[Any, int] = {}
