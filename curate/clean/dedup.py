@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from curate import media
-from curate.clean.teacher import ScoreDataset, Teacher, forward, loader, read_embeddings, write_embeddings
+from curate.clean.sidefile import read_embeddings, write_embeddings
+from curate.clean.teacher import ScoreDataset, Teacher, forward, loader
 
 FLAT_MAX = 200_000   # indexed vectors up to this many: exact search; beyond: IVF
 

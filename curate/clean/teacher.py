@@ -2,10 +2,11 @@
 
 Images go through a 2D teacher, videos through a 3D teacher (any checkpoint written by `curate train`). Each row
 gets `teacher_score` (probability of its own label), `teacher_pred` and `teacher_top5` (label ids of the
-manifest's class list) and `teacher_sha`; the penultimate embedding goes to a side Parquet file keyed by
-(item_id, teacher_sha). Rows already scored by the same checkpoint are skipped, and results are committed chunk
-by chunk, so a killed run resumes where it stopped. A teacher whose classes differ from the manifest's is matched
-by class name, or through a mapping file (teacher class -> manifest class, by name or index).
+manifest's class list) and `teacher_sha`; the penultimate embedding and the class probabilities go to a
+side Parquet file keyed by (item_id, teacher_sha) (curate/clean/sidefile.py). Rows already scored by the same
+checkpoint are skipped, and results are committed chunk by chunk, so a killed run resumes where it stopped. A
+teacher whose classes differ from the manifest's is matched by class name, or through a mapping file (teacher
+class -> manifest class, by name or index).
 """
 from __future__ import annotations
 
@@ -19,13 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 import yaml
 
 from curate import media
-from curate.core.files import atomic_path
+from curate.clean.sidefile import write_embeddings
 
 if TYPE_CHECKING:
     from trainers.sources import Holdout
@@ -53,6 +52,12 @@ class Teacher:
     @property
     def is_2d(self) -> bool:
         return next(iter(self.meta["input"].values())).get("input_format") != "NCTHW"
+
+    @property
+    def unheld_sources(self) -> list[str]:
+        """The sources beyond its first (the target) that it trained on without leaving a fold out: rows of those
+        it may have seen, so its probabilities for them are in-sample."""
+        return [str(s.get("name")) for s in self.meta.get("sources", [])[1:] if not s.get("holdout")]
 
     @property
     def holdout(self) -> Holdout | None:
@@ -120,6 +125,11 @@ class Ensemble:
     @property
     def classes(self) -> list[str]:
         return self.members[0].classes
+
+    def in_sample(self) -> list[str]:
+        """'checkpoint (sources)' of every member that trained on web sources without a holdout (its scores of
+        those rows are in-sample); empty when every row is scored by models that never trained on it."""
+        return [f"{t.path} ({', '.join(t.unheld_sources)})" for t in self.members if t.unheld_sources]
 
     def score(self, rows: pd.DataFrame, root: str | Path, batch_size: int = 16, workers: int = 0,
               progress: Callable[[int], None] | None = None
@@ -263,33 +273,6 @@ def forward(teacher: Teacher, batches, progress: Callable[[int], None] | None = 
     return probs, embs, failed
 
 
-# ----------------------------------------------------------------------------------------------- embeddings file
-
-EMB_SCHEMA = pa.schema([("item_id", pa.string()), ("teacher_sha", pa.string()), ("embedding", pa.list_(pa.float32()))])
-
-
-def read_embeddings(path: str | Path, teacher_sha: str | None = None) -> dict[str, np.ndarray]:
-    """{item_id: embedding} from a side file (only those of one checkpoint when teacher_sha is given)."""
-    path = Path(path)
-    if not path.exists():
-        return {}
-    t = pq.read_table(path)
-    ids, shas, vecs = (t.column(c).to_pylist() for c in ("item_id", "teacher_sha", "embedding"))
-    return {i: np.asarray(v, np.float32) for i, s, v in zip(ids, shas, vecs) if teacher_sha is None or s == teacher_sha}
-
-
-def write_embeddings(path: str | Path, teacher_sha: str, new: Mapping[str, np.ndarray]) -> None:
-    """Upsert {item_id: embedding} of one checkpoint into the side file, atomically."""
-    path = Path(path)
-    old = pq.read_table(path).to_pylist() if path.exists() else []
-    rows = {(r["item_id"], r["teacher_sha"]): r["embedding"] for r in old}
-    rows.update({(i, teacher_sha): np.asarray(v, np.float32).tolist() for i, v in new.items()})
-    table = pa.table({"item_id": [k[0] for k in rows], "teacher_sha": [k[1] for k in rows],
-                      "embedding": list(rows.values())}, schema=EMB_SCHEMA)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
-
-
 # ----------------------------------------------------------------------------------------------- scoring a manifest
 
 @dataclass
@@ -330,6 +313,14 @@ def apply_scores(df: pd.DataFrame, index: list[int], probs: np.ndarray, match: C
         df.iat[pos, cols["teacher_sha"]] = sha
 
 
+def label_probs(probs: np.ndarray, match: ClassMatch, num_labels: int) -> np.ndarray:
+    """A teacher's class probabilities over the manifest's label ids 0..num_labels-1 (0 where it lacks the class)."""
+    out = np.zeros(num_labels, np.float32)
+    for lab, t in match.to_teacher.items():
+        out[lab] = probs[t]
+    return out
+
+
 def score_manifest(df: pd.DataFrame, root: str | Path, teachers: Mapping[str, Teacher | Ensemble],
                    mapping: Mapping[str, str] | None = None, batch_size: int = 16, workers: int = 0,
                    chunk: int = 256, embeddings: str | Path | None = None,
@@ -343,6 +334,7 @@ def score_manifest(df: pd.DataFrame, root: str | Path, teachers: Mapping[str, Te
     df["teacher_top5"] = df["teacher_top5"].astype(object)
     report = ScoreReport()
     labels = manifest_classes(df)
+    num_labels = max(labels, default=-1) + 1
     ok = scorable(df)
     report.no_teacher = int((ok & ~df["media"].isin(list(teachers))).sum())
     todo_all: list[tuple[Ensemble, ClassMatch, np.ndarray]] = []
@@ -372,7 +364,9 @@ def score_manifest(df: pd.DataFrame, root: str | Path, teachers: Mapping[str, Te
             for r, err in failed.items():
                 df.loc[int(index[r]), ["status", "error"]] = ["failed", err]
             if embeddings is not None and embs:
-                write_embeddings(embeddings, teacher.sha, {df.at[int(index[r]), "item_id"]: v for r, v in embs.items()})
+                ids = {r: df.at[int(index[r]), "item_id"] for r in embs}
+                write_embeddings(embeddings, teacher.sha, {ids[r]: v for r, v in embs.items()},
+                                 {ids[r]: label_probs(probs[r], match, num_labels) for r in embs if r in probs})
             report.scored[kind] += len(good)
             report.failed += len(failed)
             if commit:

@@ -46,8 +46,9 @@ def fit_budget(spec: LoopSpec, teachers: pd.DataFrame, efficiency: bool = True, 
     slowest = max(per_epoch.values())
     web = 1 + WEB_STEP_COST * spec.web_share
     parallel = max(1, min(spec.workers, os.cpu_count() or 1))
-    unit = {m: per_epoch.get(m, slowest) * len(spec.seeds) * (1 + (spec.rounds + 1) * web) * STUDENT_OVERHEAD
-            / parallel for m in spec.models}          # seconds per student epoch of every run of the model
+    extra = {spec.models[1]: 1} if spec.relabel_students else {}    # the video students' relabel condition
+    unit = {m: per_epoch.get(m, slowest) * len(spec.seeds) * (1 + (spec.rounds + 1 + extra.get(m, 0)) * web)
+            * STUDENT_OVERHEAD / parallel for m in spec.models}    # seconds per student epoch of every run of the model
     plan = {m: spec.epochs_of(m) for m in spec.models}
     students = sum(unit[m] * e for m, e in plan.items())
     curves = per_epoch.get(spec.efficiency_model, slowest) * (
