@@ -5,7 +5,7 @@ Confident learning needs probabilities from models that never trained on the row
 ensemble (each row scored only by the member that left its fold out) or a teacher trained on the target alone.
 `check_out_of_sample` refuses anything else. Per judged row it writes
 
-  label_issue         Cleanlab's flag (prune by noise rate, per teacher: one model's calibration at a time)
+  label_issue         Cleanlab's flag (METHOD, per teacher: one model's calibration at a time)
   self_confidence     the teacher's probability of the row's own label (its teacher_score)
   suggested_label_id  the most probable class with rows here (suggested_label: its name), suggested_p its probability
 
@@ -40,9 +40,15 @@ def check_out_of_sample(teachers: Mapping[str, Teacher | Ensemble]) -> None:
                          "trained on the target alone.")
 
 
-def label_issues(df: pd.DataFrame, rows: pd.Series, probs: Mapping[tuple[str, str], np.ndarray]) -> pd.DataFrame:
+METHOD = "prune_by_class"   # Cleanlab's filter_by: per class, as many of its least self-confident rows as the
+                            # confident joint counts wrong (flag precision / recall on the demo worlds' images
+                            # 0.60 / 0.90, where prune_by_noise_rate flagged 0.51 / 0.72: docs/experiments.md)
+
+
+def label_issues(df: pd.DataFrame, rows: pd.Series, probs: Mapping[tuple[str, str], np.ndarray],
+                 method: str = METHOD) -> pd.DataFrame:
     """df with ISSUE_COLUMNS filled for `rows` (a mask; the rows the keep rules judge), from probs keyed by
-    (item_id, teacher_sha); Cleanlab runs once per teacher_sha, over the classes that have rows."""
+    (item_id, teacher_sha); Cleanlab (filter_by=method) runs once per teacher_sha, over the classes that have rows."""
     try:
         from cleanlab.filter import find_label_issues
     except ImportError as exc:   # pragma: no cover - a dependency of curate
@@ -64,7 +70,7 @@ def label_issues(df: pd.DataFrame, rows: pd.Series, probs: Mapping[tuple[str, st
         p = raw[:, present]          # the teacher's own probabilities, over the classes that have rows
         yc = np.searchsorted(present, y)
         flag = (find_label_issues(yc, p / np.maximum(p.sum(axis=1, keepdims=True), 1e-12),
-                                  filter_by="prune_by_noise_rate", n_jobs=1) if len(present) > 1
+                                  filter_by=method, n_jobs=1) if len(present) > 1
                 else np.zeros(len(g), bool))
         best = p.argmax(axis=1)
         df.loc[g.index, "label_issue"] = flag
@@ -77,7 +83,7 @@ def label_issues(df: pd.DataFrame, rows: pd.Series, probs: Mapping[tuple[str, st
 
 def noise_rates(df: pd.DataFrame, by: str) -> pd.DataFrame:
     """Per value of `by` ('label', 'query', ...): rows judged, rows flagged, and the estimated noise rate (the share
-    flagged: pruning by noise rate flags as many rows per class pair as the confident joint estimates are wrong)."""
+    flagged: pruning flags as many rows per class as the confident joint estimates are wrong)."""
     judged = df[df["label_issue"].notna()] if "label_issue" in df else df.iloc[:0]
     g = judged.assign(flag=judged["label_issue"].astype(bool)).groupby(by)["flag"]
     out = pd.DataFrame({"rows": g.size(), "issues": g.sum()}).reset_index()
@@ -118,7 +124,7 @@ def set_labels(df: pd.DataFrame, rows: pd.Series, label_ids: pd.Series, scores: 
     df.loc[first, "original_label_id"] = df.loc[first, "label_id"]
     df.loc[rows, "label_id"] = label_ids.astype("Int32")
     df.loc[rows, "label"] = [names.get(int(k)) for k in label_ids]
-    df.loc[rows, "teacher_score"] = scores.astype("Float32")
+    df.loc[rows, "teacher_score"] = scores.astype("Float64").to_numpy(dtype=np.float32, na_value=np.nan)
     df.loc[rows, ["status", "error"]] = ["ok", None]
     return df
 
@@ -132,7 +138,7 @@ def undo_relabels(df: pd.DataFrame) -> pd.DataFrame:
     df.loc[back, "label"] = df.loc[back, "original_label"]
     df.loc[back, "label_id"] = df.loc[back, "original_label_id"]
     known = df["self_confidence"].notna() if "self_confidence" in df else pd.Series(False, index=df.index)
-    df.loc[back & known, "teacher_score"] = df.loc[back & known, "self_confidence"].astype("Float32")
+    df.loc[back & known, "teacher_score"] = df.loc[back & known, "self_confidence"].astype(np.float32)
     df.loc[back & ~known, ["teacher_score", "teacher_sha"]] = None    # scored again under the first label
     df.loc[back, list(LINEAGE_COLUMNS)] = pd.NA
     return df

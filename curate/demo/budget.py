@@ -19,8 +19,9 @@ MIN_EPOCHS = 20
 WEB_STEP_COST = 0.75      # a step with a web batch beside the target's costs 1 + 0.75 * web_share target-only steps
                           # (measured: 1.45x for TSN, 1.8x for SlowOnly)
 STUDENT_OVERHEAD = 1.15   # a student run's evaluation and worker start on top of its epochs (measured 1.14x)
-OTHER_STAGES = 2.0        # world, crawl, teachers, filters, report (BMN + detector run beside the teachers), in
-                          # units of the teachers' wall time: measured 1.76x on a 2-core AMD EPYC
+OTHER_STAGES = 2.0        # world, crawl, teachers, filters, round 1's curation grading, report (BMN + detector run
+                          # beside the teachers), in units of the teachers' wall time: measured 1.76x on a 2-core AMD
+                          # EPYC, about 2x with shots, montages and the second crawls (a loaded box, docs/experiments.md)
 
 
 def budget_seconds(budget_min: float | None, schedule_given: bool) -> float | None:

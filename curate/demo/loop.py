@@ -264,6 +264,12 @@ def run_loop(world: World, web_url: str, out: Path, spec: LoopSpec = LoopSpec(),
         r["quality"] = filter_quality(r["manifest"], right)
         r["right"] = right
         rounds.append(r)
+        q = r["quality"]
+        said(f"filter round {rnd} (keep {r['rule']}): kept {q['kept']} of {q['judged']} judged web items, "
+             f"precision {q['precision']:.3f} (crawl {q['base_rate']:.3f}), recall {q['recall']:.3f}; "
+             f"{r['clips'].get('clips', 0)} clips cut; "
+             + at_recall_line(q))
+        lap(f"filter round {rnd}")
         if rnd == 1:
             from curate.clean.review import review_page
             from curate.demo.curation import curation
@@ -271,12 +277,6 @@ def run_loop(world: World, web_url: str, out: Path, spec: LoopSpec = LoopSpec(),
             measured = curation(world, web_url, out, spec, deduped, r, web_root, ensembles)
             review_page(r["manifest"], web_root, out / "review.html", title="curate demo: review of round 1")
             lap("curation (round 1)")
-        q = r["quality"]
-        said(f"filter round {rnd} (keep {r['rule']}): kept {q['kept']} of {q['judged']} judged web items, "
-             f"precision {q['precision']:.3f} (crawl {q['base_rate']:.3f}), recall {q['recall']:.3f}; "
-             f"{r['clips'].get('clips', 0)} clips cut; "
-             + at_recall_line(q))
-        lap(f"filter round {rnd}")
         stage(f"students round {rnd}")
         corpora = ({TARGET_ONLY: None, UNFILTERED: usable_web(deduped), filtered(1): usable_web(r["manifest"])}
                    if rnd == 1 else {filtered(rnd): usable_web(r["manifest"])})
@@ -320,13 +320,14 @@ def filter_round(deduped: pd.DataFrame, web_root: Path, path: Path, ckpts: Mappi
     import json
 
     from curate.clean.filter import filter_manifest
+    from curate.clean.label_issues import METHOD as ISSUE_METHOD
     from curate.clean.teacher import teachers_from_args
 
     teachers = teachers_from_args(ckpts.get("image", []), ckpts.get("video", []), spec.device,
                                   {"image": spec.image_views})
     inputs = {"teachers": {m: t.sha for m, t in teachers.items()}, "rules": dataclasses.asdict(spec.keep),
             "untrimmed": spec.untrimmed_over_s, "window": spec.window_s, "rows": sorted(deduped["item_id"]),
-            "ok": int((deduped["status"] == "ok").sum()), "issues": issues,
+            "ok": int((deduped["status"] == "ok").sum()), "issues": issues and ISSUE_METHOD,
             "shots": dataclasses.asdict(spec.shots) if spec.shots else None}
     key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
     out = {"teachers": dict(ckpts), "path": path, "rule": spec.keep.describe(), "ensembles": teachers}
