@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from curate import media
+from curate.clean import label_issues as li
 from curate.clean.cheap import CheapReport, CheapRules, cheap_filter
 from curate.clean.shots import ShotRules, detect_shots, shot_rows
 from curate.clean.sidefile import read_probs
@@ -128,9 +129,7 @@ def resumed(df: pd.DataFrame, previous: pd.DataFrame) -> pd.DataFrame:
     rows the keep rules (or a reviewer) rejected get their input status back and relabelled rows their first label,
     so the rules decide again over the same rows and a rerun keeps what the first run kept (a relative rule applied
     twice would otherwise cut deeper)."""
-    from curate.clean.label_issues import undo_relabels
-
-    merged = undo_relabels(mf.upsert(df, previous))
+    merged = li.undo_relabels(mf.upsert(df, previous))
     undo = merged["error"].map(mf.error_code).isin(RULE_CODES) & merged["item_id"].isin(df["item_id"])
     before = df.drop_duplicates("item_id").set_index("item_id")
     for col in ("status", "error"):
@@ -299,8 +298,7 @@ def filter_manifest(df: pd.DataFrame, root: str | Path, teachers: Mapping[str, T
     dry_run scores and applies the rules in memory only: nothing is written, rejected or cut. issues (implied by
     relabel_min_p) needs out-of-sample teachers and the embeddings side file, where scoring stores the
     probabilities (curate/clean/label_issues.py)."""
-    from curate.clean import label_issues as li
-    from curate.clean.review import apply_decisions
+    from curate.clean.review import apply_decisions  # the review page builds on this module
 
     step = (lambda name: (lambda done, total: progress(name, done, total))) if progress else (lambda name: None)
     if dry_run:

@@ -16,6 +16,7 @@ import pandas as pd
 from PIL import Image
 
 from curate import media
+from curate.clean.filter import RULE_CODES
 from curate.clean.label_issues import set_labels
 from curate.clean.plots import thumb
 from curate.clean.teacher import inspection_only, manifest_classes
@@ -24,7 +25,6 @@ from curate.core.files import write_text
 
 DECISIONS = ("keep", "drop", "relabel")
 CSV_HEADER = "item_id,decision,label"
-JUDGED_CODES = ("teacher_low", "teacher_mismatch", "review_drop")
 
 
 # ------------------------------------------------------------------------------------------------ decisions
@@ -77,7 +77,7 @@ def picks(df: pd.DataFrame, per_class: int) -> dict[str, dict[str, pd.DataFrame]
     """Per class: 'errors' (flagged label issues, least self-confident first) and 'borderline' (the lowest-scored kept
     and the highest-scored rejected rows the keep rules judged), each item once."""
     judged = df[df["teacher_score"].notna() & ~inspection_only(df) & ~df["source"].eq("shot")
-                & ((df["status"] == "ok") | df["error"].map(mf.error_code).isin(JUDGED_CODES))]
+                & ((df["status"] == "ok") | df["error"].map(mf.error_code).isin(RULE_CODES))]
     out = {}
     for name, rows in judged.groupby("label", sort=True):
         flagged = rows[rows["label_issue"].fillna(False).astype(bool)] if "label_issue" in rows else rows.iloc[:0]

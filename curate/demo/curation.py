@@ -100,8 +100,8 @@ def issue_measures(r1: pd.DataFrame, right: pd.Series, world: World, min_p: floa
 
 
 def feedback_measures(world: World, web_url: str, out: Path, r1: pd.DataFrame) -> pd.DataFrame:
-    """Two second crawls of the image search, the same budget (its per-query quota x 2 per class): shared out evenly,
-    and by round 1's keep rates; their clean rates against the truth and the share of the budget each query got."""
+    """Two second crawls of the image search with the same budget (its per_query a class): shared out evenly, and by
+    round 1's keep rates; their clean rates against the truth and the share of the budget each query template got."""
     from curate.crawl.crawler import crawl
     from curate.crawl.recipe import load_recipe
     from curate.demo.loop import demo_recipe
@@ -126,8 +126,8 @@ def curation(world: World, web_url: str, out: Path, spec: LoopSpec, deduped: pd.
              web_root: Path, teachers: Mapping[str, Ensemble]) -> dict[str, pd.DataFrame]:
     """The three measurements (tables) on round 1's manifest."""
     r1, right = round1["manifest"], round1["right"]
-    out_ = {"issues": issue_measures(r1, right, world, spec.relabel_min_p),
-            "feedback": feedback_measures(world, web_url, out, r1)}
+    tables = {"issues": issue_measures(r1, right, world, spec.relabel_min_p),
+              "feedback": feedback_measures(world, web_url, out, r1)}
     if spec.shots is not None and "video" in teachers:
-        out_["shots"] = shot_measures(r1, deduped, web_root, teachers, spec, world)
-    return out_
+        tables["shots"] = shot_measures(r1, deduped, web_root, teachers, spec, world)
+    return tables
