@@ -192,9 +192,9 @@ def test_dry_run_touches_nothing_and_typos_name_their_key(tmp_path, web):
     assert not manifest.exists() and res.manifest.name == "manifest.plan.parquet"
     q = pd.DataFrame(res.plan.queries)
     assert set(q["source"]) >= {"web_images", "web_videos", "feed_images", "feed_videos", "file"}
-    assert (q.loc[q["source"] == "web_images", "label"].value_counts() == 1).all()
+    assert (q.loc[q["source"] == "web_images", "label"].value_counts() == 2).all()     # "{label}", "{label} meme"
     bad = tmp_path / "bad.yaml"
-    bad.write_text(DEMO.read_text().replace("per_class: 40", "per_clas: 40"))
+    bad.write_text(DEMO.read_text().replace("per_class: 48", "per_clas: 48"))
     with pytest.raises(RecipeError, match=r"sources\[0\]: unknown key 'per_clas' \(did you mean 'per_class'\?\)"):
         load_recipe(bad)
     out = subprocess.run([sys.executable, "-m", "curate", "crawl", str(bad), "--dry-run"], capture_output=True,

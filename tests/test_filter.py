@@ -20,7 +20,8 @@ from curate.clean.filter import (
     merge_windows,
     window_rows,
 )
-from curate.clean.teacher import Ensemble, load_teacher, read_embeddings, score_manifest
+from curate.clean.sidefile import read_embeddings, read_probs
+from curate.clean.teacher import Ensemble, load_teacher, score_manifest
 from curate.cli import cli
 from curate.core import manifest as mf
 from curate.core.executor import ExecutorSpec
@@ -117,6 +118,12 @@ def test_scoring_fills_columns_and_resumes(web_rows, teacher, tiny_world, tmp_pa
     assert len(commits) == -(-rep.scored["image"] // 16) + -(-rep.scored["video"] // 16)
     vecs = read_embeddings(emb, teacher.sha)
     assert set(vecs) == set(scored["item_id"]) and len({v.shape for v in vecs.values()}) == 1
+    probs = read_probs(emb)     # over the manifest's label ids, next to the embedding: what label issues read
+    assert set(probs) == {(i, teacher.sha) for i in scored["item_id"]}
+    for row in scored.itertuples():
+        p = probs[(row.item_id, teacher.sha)]
+        assert len(p) == tiny_world.spec.num_classes and np.isclose(p[row.label_id], row.teacher_score, atol=1e-6)
+        assert int(p.argmax()) == row.teacher_pred
 
     # A run killed after its second commit resumes from what was committed: only the rest is scored. Each commit
     # holds its chunk's rows only.

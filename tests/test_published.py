@@ -11,7 +11,8 @@ import torch
 from click.testing import CliRunner
 from tools.mmaction2_cases import CASES, FULL_SIZE, RUNNER_CHECKPOINT, load_fixture, mmaction2_state, ours_layout, seeded
 
-from curate.clean.teacher import Ensemble, load_teacher, read_embeddings
+from curate.clean.sidefile import read_embeddings
+from curate.clean.teacher import Ensemble, load_teacher
 from curate.cli import cli
 from curate.core import manifest as mf
 from curate.formats import class_list

@@ -260,3 +260,26 @@ def test_broken_files_are_flagged(tiny_world):
         assert err.value.code == mf.error_code(row["error"]), kind
     gone = web[web["gone"]]
     assert (gone["status"] == "failed").all() and gone["path"].isna().all()
+
+
+def test_montages_and_distractor_images(tiny_world):
+    spec = tiny_world.spec
+    web = pd.read_parquet(tiny_world.truth_web)
+    shots = pd.read_parquet(tiny_world.truth_shots)
+    montages = web[web["kind"] == "montage"]
+    assert len(montages) == spec.montages_per_class * spec.num_classes
+    assert (montages["query"] == montages["label"] + " compilation").all() and (montages["source"] == "youtube").all()
+    for _, m in montages.iterrows():        # shots tile the video in order; each begins with a cut or a fade
+        s = shots[shots["video_id"] == m["source_id"]].sort_values("shot")
+        assert s["start_frame"].iloc[0] == 0 and s["end_frame"].iloc[-1] == m["frames"]
+        assert (s["start_frame"].to_numpy()[1:] == s["end_frame"].to_numpy()[:-1]).all()
+        assert set(s["transition"].iloc[1:]) <= {"cut", "fade"} and 3 <= len(s) <= 5
+        assert (s["label_id"] == m["label_id"]).any() == (not m["noisy"])   # the query's class acts in some shot
+    frames, _ = decode(tiny_world.root / montages["path"].iloc[0])
+    fade = shots[(shots["video_id"] == montages["source_id"].iloc[0]) & (shots["transition"] == "fade")]
+    for b in fade["start_frame"]:           # a fade passes through black at the boundary
+        assert frames[b - 1].mean() < 3 and frames[b].mean() < 3
+    images = web[web["kind"] == "distractor_image"]
+    assert (images["query"] == images["label"] + " meme").all() and (images["source"] == "web_image").all()
+    for _, g in images.groupby("label_id"):
+        assert g["noisy"].sum() == round(spec.distractor_noise_rate * spec.distractor_images_per_class)

@@ -28,7 +28,8 @@ import pandas as pd
 
 from curate import media
 from curate.clean.clusters import within_pairs
-from curate.clean.teacher import ScoreDataset, Teacher, forward, loader, read_embeddings, write_embeddings
+from curate.clean.sidefile import read_embeddings, write_embeddings
+from curate.clean.teacher import ScoreDataset, Teacher, forward, loader
 from curate.core.executor import ExecutorSpec, ShardContext, ShardResult
 
 FLAT_MAX = 200_000          # val/test vectors up to this many: exact search; beyond: IVF

@@ -12,16 +12,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 
 from curate import media
+from curate.clean import label_issues as li
 from curate.clean.cheap import CheapReport, CheapRules, cheap_filter
+from curate.clean.shots import ShotRules, detect_shots, shot_rows
+from curate.clean.sidefile import read_probs
 from curate.clean.teacher import Ensemble, ScoreReport, Teacher, inspection_only, score_manifest
 from curate.core import manifest as mf
 from curate.core.executor import ExecutorSpec
-from curate.core.files import save_figure, sha256_file
+from curate.core.files import sha256_file
 from curate.core.sampling import dense_windows
 
 TARGET_PRECISION, AT_RECALL = 0.95, 0.8   # the filter's goal: this precision on "label is right" at this recall
@@ -120,14 +122,15 @@ def apply_rules(df: pd.DataFrame, rules: KeepRules) -> tuple[pd.DataFrame, dict[
     return df, removed
 
 
-RULE_CODES = ("teacher_low", "teacher_mismatch")
+RULE_CODES = ("teacher_low", "teacher_mismatch", "review_drop")
 
 
 def resumed(df: pd.DataFrame, previous: pd.DataFrame) -> pd.DataFrame:
     """The input rows with an earlier run's work on them (cheap checks, scores, clips) but not its keep decisions:
-    rows the keep rules rejected get their input status back, so the rules decide again over the same rows and a
-    rerun keeps what the first run kept (a relative rule applied twice would otherwise cut deeper)."""
-    merged = mf.upsert(df, previous)
+    rows the keep rules (or a reviewer) rejected get their input status back and relabelled rows their first label,
+    so the rules decide again over the same rows and a rerun keeps what the first run kept (a relative rule applied
+    twice would otherwise cut deeper)."""
+    merged = li.undo_relabels(mf.upsert(df, previous))
     undo = merged["error"].map(mf.error_code).isin(RULE_CODES) & merged["item_id"].isin(df["item_id"])
     before = df.drop_duplicates("item_id").set_index("item_id")
     for col in ("status", "error"):
@@ -156,19 +159,22 @@ def is_untrimmed(df: pd.DataFrame, longer_than_s: float | None) -> pd.Series:
             & (df["duration_s"].astype(float) > longer_than_s).fillna(False))
 
 
-def window_rows(parent: Mapping, window_s: float, stride_s: float | None) -> pd.DataFrame:
-    """The dense windows of one untrimmed video as rows over the parent's file (start_s/end_s inside it; frames and
-    duration_s stay the file's, as the data pipeline expects of a window of a longer file)."""
+def window_rows(parent: Mapping, window_s: float, stride_s: float | None, span: tuple[int, int] | None = None,
+                shot_id: str | None = None) -> pd.DataFrame:
+    """The dense windows of one untrimmed video (of its frames [a, b) only, one shot, when span is given) as rows
+    over the parent's file (start_s/end_s inside it; frames and duration_s stay the file's, as the data pipeline
+    expects of a window of a longer file; shot_id names the shot row)."""
     fps, frames = float(parent["fps"]), int(parent["frames"])
+    first, last = span or (0, frames)
     rows = []
-    for a, b in dense_windows(frames, fps, window_s, stride_s):
-        s, e = a / fps, b / fps
+    for a, b in dense_windows(last - first, fps, window_s, stride_s):
+        s, e = (first + a) / fps, (first + b) / fps
         rows.append({**{k: parent[k] for k in ("path", "label", "label_id", "split", "fps", "width", "height",
                                                 "codec", "query", "url")},
                      "item_id": mf.item_id("clip", str(parent["item_id"]), s, e), "source": "clip",
                      "source_id": str(parent["item_id"]), "media": "video", "start_s": s, "end_s": e,
                      "frames": frames, "duration_s": parent["duration_s"], "status": "ok",
-                     "parent_id": parent["item_id"]})
+                     "parent_id": parent["item_id"], "shot_id": shot_id})
     return mf.from_records(rows)
 
 
@@ -185,22 +191,34 @@ def merge_windows(spans: list[tuple[float, float]]) -> list[tuple[float, float, 
     return [(s, e, ks) for s, e, ks in out]
 
 
-def cut_clips(df: pd.DataFrame, root: str | Path, teacher: Teacher | Ensemble, rules: KeepRules, window_s: float,
-              stride_s: float | None = None, longer_than_s: float | None = None, batch_size: int = 16,
-              workers: int = 0, progress: Callable[[int, int], None] | None = None,
-              executor: ExecutorSpec | None = None) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Score windows of every untrimmed row (on executor, as score_manifest); kept windows merged and cut (exact
-    ffmpeg re-encode, here) into clip rows with parent_id; the parent becomes `rejected` with `untrimmed: cut into N
-    clips` (or teacher_low: no window)."""
+Span = tuple[dict, float, float, pd.DataFrame]   # (parent row, start_s, end_s, the kept windows merged into it)
+
+
+def kept_spans(df: pd.DataFrame, root: str | Path, teacher: Teacher | Ensemble, rules: KeepRules, window_s: float,
+               stride_s: float | None = None, longer_than_s: float | None = None, shots: ShotRules | None = None,
+               batch_size: int = 16, workers: int = 0, progress: Callable[[int, int], None] | None = None,
+               executor: ExecutorSpec | None = None) -> tuple[pd.DataFrame, list[Span], pd.DataFrame, dict[str, int]]:
+    """Score the windows of every untrimmed row (inside each of its shots with `shots`; on executor, as
+    score_manifest) and merge the kept ones, never across a shot boundary: (parents, spans, shot rows, stats).
+    Nothing is cut."""
     root = Path(root)
-    df = df.reset_index(drop=True).copy()
     parents = df[is_untrimmed(df, longer_than_s) & df["label_id"].notna()]
-    stats = {"videos": len(parents), "windows": 0, "windows_kept": 0, "clips": 0}
+    stats = {"videos": len(parents), "windows": 0, "windows_kept": 0, "clips": 0, **({"shots": 0} if shots else {})}
     if parents.empty:
-        return df, stats
-    windows = pd.concat([window_rows(r, window_s, stride_s) for r in parents.to_dict("records")], ignore_index=True)
-    scored, _ = score_manifest(windows, root, {"video": teacher}, batch_size=batch_size, workers=workers,
-                               progress=progress, executor=executor)
+        return parents, [], mf.empty(), stats
+    records, windows, shot_parts = parents.to_dict("records"), [], []
+    for r in records:
+        if shots is None:
+            windows.append(window_rows(r, window_s, stride_s))
+            continue
+        found = detect_shots(root / r["path"], int(r["frames"]), float(r["fps"]), shots)
+        shot_parts.append(shot_rows(r, found))
+        windows += [window_rows(r, window_s, stride_s, span, sid) for span, sid in zip(found, shot_parts[-1]["item_id"])]
+    shot_df = pd.concat(shot_parts, ignore_index=True) if shot_parts else mf.empty()
+    if shots:
+        stats["shots"] = len(shot_df)
+    scored, _ = score_manifest(pd.concat(windows, ignore_index=True), root, {"video": teacher}, batch_size=batch_size,
+                               workers=workers, progress=progress, executor=executor)
     stats["windows"] = len(scored)
     # per-class ranks are not for windows; their relative bar is set by the class's whole videos
     whole = df[(df["media"] == "video") & df["parent_id"].isna() & ~df["item_id"].isin(parents["item_id"])]
@@ -208,17 +226,34 @@ def cut_clips(df: pd.DataFrame, root: str | Path, teacher: Teacher | Ensemble, r
     kept = pd.concat(masks, axis=1).all(axis=1) if masks else candidates(scored)
     scored = scored.loc[kept.index[kept]]
     stats["windows_kept"] = len(scored)
-    clips = []
-    for parent in parents.to_dict("records"):
+    spans: list[Span] = []
+    for parent in records:
         mine = scored[scored["parent_id"] == parent["item_id"]]
-        spans = merge_windows(list(zip(mine["start_s"], mine["end_s"])))
-        for s, e, ks in spans:
-            clips.append(_cut(root, parent, s, e, mine.iloc[ks]))
-        i = df.index[df["item_id"] == parent["item_id"]][0]
-        df.loc[i, ["status", "error"]] = (["rejected", f"untrimmed: cut into {len(spans)} clips"] if spans else
+        for _, g in mine.groupby(mine["shot_id"].fillna(""), sort=False):
+            spans += [(parent, s, e, g.iloc[ks]) for s, e, ks in merge_windows(list(zip(g["start_s"], g["end_s"])))]
+    return parents, spans, shot_df, stats
+
+
+def cut_clips(df: pd.DataFrame, root: str | Path, teacher: Teacher | Ensemble, rules: KeepRules, window_s: float,
+              stride_s: float | None = None, longer_than_s: float | None = None, batch_size: int = 16,
+              workers: int = 0, progress: Callable[[int, int], None] | None = None, shots: ShotRules | None = None,
+              executor: ExecutorSpec | None = None) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Score windows of every untrimmed row (kept_spans); kept windows merged and cut (exact ffmpeg re-encode) into
+    clip rows with parent_id; the parent becomes `rejected` with `untrimmed: cut into N clips` (or teacher_low: no
+    window); with `shots`, its shots are rows too (curate/clean/shots.py)."""
+    root = Path(root)
+    df = df.reset_index(drop=True).copy()
+    parents, spans, shot_df, stats = kept_spans(df, root, teacher, rules, window_s, stride_s, longer_than_s, shots,
+                                                batch_size, workers, progress, executor)
+    clips = [_cut(root, parent, s, e, windows) for parent, s, e, windows in spans]
+    for iid in parents["item_id"]:
+        n = sum(parent["item_id"] == iid for parent, *_ in spans)
+        i = df.index[df["item_id"] == iid][0]
+        df.loc[i, ["status", "error"]] = (["rejected", f"untrimmed: cut into {n} clips"] if n else
                                           ["rejected", f"teacher_low: no {window_s:g}-s window kept"])
     stats["clips"] = len(clips)
-    return mf.upsert(df, mf.from_records(clips)) if clips else df, stats
+    new = [part for part in (shot_df, mf.from_records(clips)) if len(part)]
+    return (mf.upsert(df, pd.concat(new, ignore_index=True)) if new else df), stats
 
 
 def _cut(root: Path, parent: Mapping, s: float, e: float, windows: pd.DataFrame) -> dict:
@@ -239,33 +274,6 @@ def _cut(root: Path, parent: Mapping, s: float, e: float, windows: pd.DataFrame)
     return row
 
 
-
-def plot_scores(df: pd.DataFrame, out: str | Path) -> list[Path]:
-    """One PNG per source: histogram of teacher scores, kept rows against rejected ones."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    scored = df[df["teacher_score"].notna()]
-    for source, rows in scored.groupby("source"):
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        bins = np.linspace(0, 1, 21)
-        kept = rows["status"] == "ok"
-        ax.hist([rows.loc[kept, "teacher_score"], rows.loc[~kept, "teacher_score"]], bins=bins, stacked=True,
-                label=[f"kept ({int(kept.sum())})", f"rejected ({int((~kept).sum())})"], color=["tab:green", "tab:red"])
-        ax.set_xlabel("teacher probability of the row's own label")
-        ax.set_ylabel("rows")
-        ax.set_title(f"teacher scores: {source}")
-        ax.legend()
-        fig.tight_layout()
-        paths.append(save_figure(fig, out / f"scores_{source}.png"))
-    return paths
-
-
 @dataclass
 class FilterResult:
     manifest: pd.DataFrame
@@ -274,6 +282,8 @@ class FilterResult:
     removed: dict[str, int]            # rule -> rows it removed
     clips: dict[str, int]
     dry_run: pd.DataFrame | None = None
+    relabelled: int = 0                # rows the relabel rule kept under their suggested label
+    decided: dict[str, int] | None = None   # decision -> rows a reviewer's decisions file changed
 
     @property
     def failed_shards(self) -> int:
@@ -286,17 +296,28 @@ def filter_manifest(df: pd.DataFrame, root: str | Path, teachers: Mapping[str, T
                     untrimmed_over_s: float | None = None, window_s: float = 10.0, stride_s: float | None = None,
                     batch_size: int = 16, workers: int = 0, embeddings: str | Path | None = None,
                     dry_run: bool = False, commit: Callable[[pd.DataFrame], None] | None = None,
-                    progress: Callable[[str, int, int], None] | None = None,
-                    executor: ExecutorSpec | None = None) -> FilterResult:
-    """Cheap filters -> teacher scores (untrimmed videos aside) -> keep rules -> clips of untrimmed videos.
+                    progress: Callable[[str, int, int], None] | None = None, shots: ShotRules | None = None,
+                    issues: bool = False, relabel_min_p: float | None = None,
+                    decisions: pd.DataFrame | None = None, executor: ExecutorSpec | None = None) -> FilterResult:
+    """Cheap filters -> teacher scores (untrimmed videos aside) -> label issues -> keep rules (and the relabel
+    rule) -> clips of untrimmed videos (inside their shots) -> a reviewer's decisions.
 
     executor: where the cheap filters and the teacher run, in shards (default: this process; the cheap filters on
     max(1, workers) threads, scoring with `workers` decode processes). commit(rows) gets the rows each step changed:
     each cheap shard's, each scoring shard's, then every row once the rules ran (manifest.commit makes each an
-    O(rows) part). dry_run scores and applies the rules in memory only: nothing is written, rejected or cut."""
+    O(rows) part). dry_run scores and applies the rules in memory only: nothing is written, rejected or cut. issues
+    (implied by relabel_min_p) needs out-of-sample teachers and the embeddings side file, where scoring stores the
+    probabilities (curate/clean/label_issues.py)."""
+    from curate.clean.review import apply_decisions  # the review page builds on this module
+
     step = (lambda name: (lambda done, total: progress(name, done, total))) if progress else (lambda name: None)
     if dry_run:
         commit, embeddings = None, None
+    issues = issues or relabel_min_p is not None
+    if issues and not dry_run:
+        li.check_out_of_sample(teachers)
+        if embeddings is None:
+            raise ValueError("label issues read the class probabilities from the embeddings side file: give one")
     cheap_report = CheapReport()
     if cheap is not None:
         fresh = df["teacher_sha"].isna() & ~inspection_only(df)  # rows a teacher saw passed the cheap filters
@@ -311,55 +332,22 @@ def filter_manifest(df: pd.DataFrame, root: str | Path, teachers: Mapping[str, T
     if dry_run:
         return FilterResult(df, cheap_report, report, {}, {}, dry_run_table(df.loc[~df["item_id"].isin(
             long["item_id"])], rules))
+    if issues:
+        df = li.label_issues(df, candidates(df), read_probs(embeddings))
     df, removed = apply_rules(df, rules)
+    relabelled = 0
+    if relabel_min_p is not None:
+        df, relabelled = li.relabel(df, relabel_min_p)
     clips = {}
     if not long.empty and "video" in teachers:
         df, clips = cut_clips(df, root, teachers["video"], rules, window_s, stride_s, untrimmed_over_s, batch_size,
-                              workers, step("windows"), executor)
+                              workers, step("windows"), shots, executor)
+    decided = None
+    if decisions is not None:
+        df, decided = apply_decisions(df, decisions)
     if commit:
         commit(df)
-    return FilterResult(df, cheap_report, report, removed, clips)
-
-
-def plot_extremes(df: pd.DataFrame, root: str | Path, out: str | Path, n: int = 4, side: int = 96) -> Path | None:
-    """An image grid: per class, the n highest- and n lowest-scored rows (middle frame), scores in the titles."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    scored = df[df["teacher_score"].notna() & df["path"].notna() & df["source"].ne("clip")]
-    if scored.empty:
-        return None
-    classes = sorted(scored["label"].dropna().unique())
-    fig, axes = plt.subplots(len(classes), 2 * n, figsize=(2 * n * 1.3, len(classes) * 1.5), squeeze=False)
-    for r, name in enumerate(classes):
-        rows = scored[scored["label"] == name].sort_values("teacher_score", ascending=False)
-        top, bottom = list(rows.head(n).itertuples()), list(rows.tail(n).itertuples())
-        picks = top + [None] * (n - len(top)) + [None] * (n - len(bottom)) + bottom
-        for c, row in enumerate(picks):
-            ax = axes[r, c]
-            ax.axis("off")
-            if row is None:
-                continue
-            ax.imshow(_thumb(Path(root) / row.path, row, side))
-            ax.set_title(f"{row.teacher_score:.2f}{'' if row.status == 'ok' else ' x'}", fontsize=7,
-                         color="black" if row.status == "ok" else "red")
-        axes[r, 0].text(-0.1, 0.5, name, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=7)
-    fig.suptitle(f"per class: {n} highest | {n} lowest teacher scores (x: rejected)", fontsize=9)
-    return save_figure(fig, Path(out) / "extremes.png", bbox_inches="tight")
-
-
-def _thumb(path: Path, row, side: int) -> np.ndarray:
-    try:
-        if row.media == "image":
-            frame = media.read_image(path)
-        else:
-            n = int(row.frames) if pd.notna(row.frames) else media.probe(path).frames
-            frame = media.read_frames(path, [n // 2])[0]
-    except media.MediaError:
-        return np.zeros((side, side, 3), np.uint8)
-    return cv2.resize(frame, (side, side), interpolation=cv2.INTER_AREA)
+    return FilterResult(df, cheap_report, report, removed, clips, relabelled=relabelled, decided=decided)
 
 
 def precision_recall(score: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

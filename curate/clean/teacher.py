@@ -2,12 +2,12 @@
 
 Images go through a 2D teacher, videos through a 3D teacher (any checkpoint written by `curate train`). Each row
 gets `teacher_score` (probability of its own label), `teacher_pred` and `teacher_top5` (label ids of the
-manifest's class list) and `teacher_sha`; the penultimate embedding goes to a side Parquet file keyed by
-(item_id, teacher_sha). Rows already scored by the same checkpoint are skipped, and results are committed shard
-by shard (curate.core.executor: in this process, spawned processes or Ray workers), so a killed run or worker loses
-only the shards in flight. A teacher whose classes differ from the manifest's is matched by class name, or through a
-mapping file (curate/clean/classes.py). A teacher handed to another process travels as its checkpoint path and hash
-and is loaded there once per worker process.
+manifest's class list) and `teacher_sha`; the penultimate embedding and the class probabilities go to a
+side Parquet file keyed by (item_id, teacher_sha) (curate/clean/sidefile.py). Rows already scored by the same
+checkpoint are skipped, and results are committed shard by shard (curate.core.executor: in this process, spawned
+processes or Ray workers), so a killed run or worker loses only the shards in flight. A teacher whose classes differ
+from the manifest's is matched by class name, or through a mapping file (curate/clean/classes.py). A teacher handed
+to another process travels as its checkpoint path and hash and is loaded there once per worker process.
 """
 from __future__ import annotations
 
@@ -20,14 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
 from curate import media
 from curate.clean.classes import ClassMatch, manifest_classes, match_classes
+from curate.clean.sidefile import write_embeddings
 from curate.core.executor import ExecutorSpec, RowWriter, ShardContext, ShardResult, split, worker_cached
-from curate.core.files import atomic_path
 
 if TYPE_CHECKING:
     from trainers.sources import Holdout
@@ -55,6 +53,12 @@ class Teacher:
     @property
     def is_2d(self) -> bool:
         return next(iter(self.meta["input"].values())).get("input_format") != "NCTHW"
+
+    @property
+    def unheld_sources(self) -> list[str]:
+        """The sources beyond its first (the target) that it trained on without leaving a fold out: rows of those
+        it may have seen, so its probabilities for them are in-sample."""
+        return [str(s.get("name")) for s in self.meta.get("sources", [])[1:] if not s.get("holdout")]
 
     @property
     def holdout(self) -> Holdout | None:
@@ -134,6 +138,11 @@ class Ensemble:
     @property
     def classes(self) -> list[str]:
         return self.members[0].classes
+
+    def in_sample(self) -> list[str]:
+        """'checkpoint (sources)' of every member that trained on web sources without a holdout (its scores of
+        those rows are in-sample); empty when every row is scored by models that never trained on it."""
+        return [f"{t.path} ({', '.join(t.unheld_sources)})" for t in self.members if t.unheld_sources]
 
     def score(self, rows: pd.DataFrame, root: str | Path, batch_size: int = 16, workers: int = 0,
               progress: Callable[[int], None] | None = None
@@ -223,33 +232,6 @@ def forward(teacher: Teacher, batches, progress: Callable[[int], None] | None = 
     return probs, embs, failed
 
 
-# ----------------------------------------------------------------------------------------------- embeddings file
-
-EMB_SCHEMA = pa.schema([("item_id", pa.string()), ("teacher_sha", pa.string()), ("embedding", pa.list_(pa.float32()))])
-
-
-def read_embeddings(path: str | Path, teacher_sha: str | None = None) -> dict[str, np.ndarray]:
-    """{item_id: embedding} from a side file (only those of one checkpoint when teacher_sha is given)."""
-    path = Path(path)
-    if not path.exists():
-        return {}
-    t = pq.read_table(path)
-    ids, shas, vecs = (t.column(c).to_pylist() for c in ("item_id", "teacher_sha", "embedding"))
-    return {i: np.asarray(v, np.float32) for i, s, v in zip(ids, shas, vecs) if teacher_sha is None or s == teacher_sha}
-
-
-def write_embeddings(path: str | Path, teacher_sha: str, new: Mapping[str, np.ndarray]) -> None:
-    """Upsert {item_id: embedding} of one checkpoint into the side file, atomically."""
-    path = Path(path)
-    old = pq.read_table(path).to_pylist() if path.exists() else []
-    rows = {(r["item_id"], r["teacher_sha"]): r["embedding"] for r in old}
-    rows.update({(i, teacher_sha): np.asarray(v, np.float32).tolist() for i, v in new.items()})
-    table = pa.table({"item_id": [k[0] for k in rows], "teacher_sha": [k[1] for k in rows],
-                      "embedding": list(rows.values())}, schema=EMB_SCHEMA)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
-
-
 # ----------------------------------------------------------------------------------------------- scoring a manifest
 
 @dataclass
@@ -294,9 +276,18 @@ def apply_scores(df: pd.DataFrame, index: list[int], probs: np.ndarray, match: C
 SCORED = ("teacher_score", "teacher_pred", "teacher_top5", "teacher_sha", "status", "error")
 
 
+def label_probs(probs: np.ndarray, match: ClassMatch, num_labels: int) -> np.ndarray:
+    """A teacher's class probabilities over the manifest's label ids 0..num_labels-1 (0 where it lacks the class)."""
+    out = np.zeros(num_labels, np.float32)
+    for lab, t in match.to_teacher.items():
+        out[lab] = probs[t]
+    return out
+
+
 def score_shard(shard: pd.DataFrame, ctx: ShardContext) -> pd.DataFrame:
     """One shard of rows of one media through its teacher (a shard function for curate.core.executor): the rows with
-    their teacher columns, failed decodes as `failed`, and an `embedding` column the driver takes off."""
+    their teacher columns, failed decodes as `failed`, and the `embedding` and `probs` (over the manifest's label
+    ids) columns the driver takes off."""
     o = ctx.options
     kind = shard["media"].iloc[0]
     teacher, match = o["teachers"][kind], o["matches"][kind]
@@ -308,7 +299,9 @@ def score_shard(shard: pd.DataFrame, ctx: ShardContext) -> pd.DataFrame:
         apply_scores(rows, good, np.stack([probs[r] for r in good]), match, teacher.sha)
     for r, err in failed.items():
         rows.loc[r, ["status", "error"]] = ["failed", err]
-    return rows.assign(embedding=[embs.get(r) for r in range(len(rows))])
+    return rows.assign(embedding=[embs.get(r) for r in range(len(rows))],
+                       probs=[label_probs(probs[r], match, o["num_labels"]) if r in probs else None
+                              for r in range(len(rows))])
 
 
 def score_manifest(df: pd.DataFrame, root: str | Path, teachers: Mapping[str, Teacher | Ensemble],
@@ -333,6 +326,7 @@ def score_manifest(df: pd.DataFrame, root: str | Path, teachers: Mapping[str, Te
     df["teacher_top5"] = df["teacher_top5"].astype(object)
     report = ScoreReport()
     labels = manifest_classes(df)
+    num_labels = max(labels, default=-1) + 1
     ok = scorable(df)
     report.no_teacher = int((ok & ~df["media"].isin(list(teachers))).sum())
     shards, matches = [], {}
@@ -347,10 +341,12 @@ def score_manifest(df: pd.DataFrame, root: str | Path, teachers: Mapping[str, Te
     rows, total, seen = RowWriter(df), sum(len(s) for s in shards), [0]
 
     def on_part(part: pd.DataFrame) -> None:
-        kind, vecs = part["media"].iloc[0], part.pop("embedding")
+        kind, vecs, probs = part["media"].iloc[0], part.pop("embedding"), part.pop("probs")
         rows.put(part, SCORED)
         if embeddings is not None:
-            write_embeddings(embeddings, teachers[kind].sha, {i: v for i, v in zip(part["item_id"], vecs) if v is not None})
+            have = [(i, v, p) for i, v, p in zip(part["item_id"], vecs, probs) if v is not None]
+            write_embeddings(embeddings, teachers[kind].sha, {i: v for i, v, _ in have},
+                             {i: p for i, _, p in have if p is not None})
         good = int(part["teacher_sha"].notna().sum())
         report.scored[kind] += good
         report.failed += len(part) - good
@@ -365,7 +361,8 @@ def score_manifest(df: pd.DataFrame, root: str | Path, teachers: Mapping[str, Te
             progress(seen[0], total)
 
     options = {"root": str(root), "teachers": teachers, "matches": matches, "batch_size": batch_size,
-               "decode_workers": workers if executor.local else 0, "tick": tick if executor.local else None}
+               "decode_workers": workers if executor.local else 0, "tick": tick if executor.local else None,
+               "num_labels": num_labels}
     report.run = executor.run(score_shard, shards, gpu=True, on_part=on_part, options=options)
     report.seconds = time.perf_counter() - t0
     return df, report

@@ -17,6 +17,7 @@ from curate.cli import localize as _localize
 from curate.cli import manifest as _manifest
 from curate.cli import merge as _merge
 from curate.cli import probe as _probe
+from curate.cli import review as _review
 from curate.cli import serve_web as _serve_web
 from curate.cli import train as _train
 from curate.cli import weights as _weights
@@ -46,6 +47,7 @@ cli.add_command(_probe.probe)
 cli.add_command(_crawl.crawl)
 cli.add_command(_crawl.recipes)
 cli.add_command(_filter.filter_cmd)
+cli.add_command(_review.review)
 cli.add_command(_dedup.dedup_cmd)
 cli.add_command(_merge.merge_cmd)
 cli.add_command(_localize.features)

@@ -22,10 +22,20 @@ from curate.cli.executor import executor_options, executor_summary
 @click.option("--set", "sets", multiple=True, metavar="KEY.PATH=VALUE",
               help="Any recipe value, e.g. --set download.rate_per_host=1 --set target.csv=[k400/test.csv]. "
                    "Repeatable.")
+@click.option("--feedback", "feedback_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              metavar="FILTERED.parquet",
+              help="Share the recipe's budget (budget:, else its searching sources' per_class x classes) over source "
+                   "x class x query by the keep rate `curate filter` measured on an earlier crawl; the shares go to "
+                   "<manifest>.quotas.csv.")
+@click.option("--efficiency", "efficiency_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              metavar="EFFICIENCY.parquet",
+              help="With --feedback: weigh each media by the top-1 one item of it bought (`curate efficiency`'s "
+                   "table, sources named images / videos).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @executor_options(workers=False, shard_size=64)
 def crawl(recipe: str, dry_run: bool, limit: int | None, workers: int | None, classes: str | None,
-          retry_failed: bool, manifest_path: str | None, data_root: str | None, sets: tuple[str, ...], quiet: bool,
+          retry_failed: bool, manifest_path: str | None, data_root: str | None, sets: tuple[str, ...],
+          feedback_path: str | None, efficiency_path: str | None, quiet: bool,
           executor: str, address: str | None, shard_size: int) -> None:
     """Crawl RECIPE: target CSV segments, image/video search, hashtag feeds and URL lists into a manifest.
 
@@ -37,6 +47,7 @@ def crawl(recipe: str, dry_run: bool, limit: int | None, workers: int | None, cl
       curate crawl kinetics400 --dry-run
       curate crawl recipes/kinetics.yaml --classes abseiling,archery
       curate crawl gym/sources.parquet --set download.workers=4
+      curate crawl recipes/demo.yaml --feedback web.filtered.parquet --set budget=400
 
     \b
     Every row ends ok, failed (with a code such as http_404, http_429, timeout,
@@ -51,14 +62,17 @@ def crawl(recipe: str, dry_run: bool, limit: int | None, workers: int | None, cl
     With --executor processes, shards go to one process per CPU on this machine
     (for many small images, where one process is CPU-bound).
     """
+    import pandas as pd
     from rich.console import Console
 
-    from curate.cli.crawl_view import Progressor, print_plan, print_summary
+    from curate.cli.crawl_view import Progressor, print_plan, print_quotas, print_summary
     from curate.core.executor import ExecutorError
     from curate.core.manifest import ManifestError
+    from curate.core.manifest import read as read_manifest
     from curate.crawl.crawler import crawl as run_crawl
     from curate.crawl.extractors import dead_extractors
     from curate.crawl.recipe import OutputSpec, RecipeError, find_recipe, load_recipe, manifest_recipe, parse_sets
+    from curate.experiments.efficiency import item_values
 
     console = Console(stderr=False)
     try:
@@ -75,15 +89,20 @@ def crawl(recipe: str, dry_run: bool, limit: int | None, workers: int | None, cl
         for warning in dead_extractors(r):
             console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
         wanted = [c.strip() for c in classes.split(",")] if classes else None
+        feedback = read_manifest(feedback_path) if feedback_path else None
+        values = item_values(pd.read_parquet(efficiency_path)) if efficiency_path else None
         if dry_run:
-            res = run_crawl(r, classes=wanted, dry_run=True)
+            res = run_crawl(r, classes=wanted, dry_run=True, feedback=feedback, values=values)
             print_plan(console, res)
+            print_quotas(console, res.quotas)
             return
         with Progressor(console, disable=quiet) as prog:
             res = run_crawl(r, classes=wanted, limit=limit, workers=workers, retry_failed=retry_failed,
-                            executor=executor, address=address, shard_size=shard_size, progress=prog.update)
+                            executor=executor, address=address, shard_size=shard_size, progress=prog.update,
+                            feedback=feedback, values=values)
     except (RecipeError, ExecutorError, ManifestError) as exc:
         raise click.ClickException(str(exc)) from exc
+    print_quotas(console, res.quotas)
     print_summary(console, res)
     if res.run is not None:
         executor_summary(console, res.run, f"{res.fetched} rows to fetch")

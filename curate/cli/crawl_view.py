@@ -84,3 +84,18 @@ def print_summary(console: Console, res) -> None:
     console.print(f"{s['fetched_this_run']} rows attempted this run, {s['ok_this_run']} ok, in {s['seconds']:.1f} s "
                   f"({s['items_per_s'] or 0:.1f} items/s); {s['rows']} rows in the manifest; "
                   f"stats in {res.manifest}.stats.json, attempts in {res.manifest}.attempts.jsonl")
+
+
+def print_quotas(console: Console, shares: pd.DataFrame | None) -> None:
+    """The budget's shares per source and query template (summed over classes), with the keep rates they followed."""
+    if shares is None:
+        return
+    g = shares.groupby(["source name", "template"], sort=False)
+    t = Table(title=f"budget {int(shares['quota'].sum())} rows shared out per source x class x query",
+              title_justify="left", show_edge=False)
+    for c in ("source", "query", "classes", "judged", "kept", "keep rate (smoothed)", "quota"):
+        t.add_column(c, justify="left" if c in ("source", "query") else "right")
+    for (name, template), rows in g:
+        t.add_row(str(name), str(template), str(len(rows)), str(int(rows["judged"].sum())), str(int(rows["kept"].sum())),
+                  f"{rows['rate'].mean():.2f}", str(int(rows["quota"].sum())))
+    console.print(t)

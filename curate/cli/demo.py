@@ -46,12 +46,15 @@ import click
 @click.option("--students", default="", metavar="NAMES",
               help="More students next to TSN and SlowOnly, comma-separated bundled configs (e.g. "
                    "i3d_r50,r2plus1d_r34: their temporal-order pair accuracy lands in the tables); --full takes all.")
+@click.option("--relabel-students", is_flag=True,
+              help="Also train the video student (SlowOnly) on round 1's kept rows plus the rows the relabel rule "
+                   "keeps under their suggested label (Table 1's '+ relabels' cell; one more condition: 3 runs).")
 @click.option("--device", default=None, help="cpu, cuda, ... (default: cuda when present).")
 def demo(out: Path, num_classes: int, seed: int, workers: int | None, seeds: int | None, rounds: int,
          teacher_epochs: int | None, cross_fit: str, student_epochs: int | None, web_images: str,
          budget_min: float | None,
-         localize: bool, with_efficiency: bool, world_only: bool, full: bool, students: str, device: str | None
-         ) -> None:
+         localize: bool, with_efficiency: bool, world_only: bool, full: bool, students: str, relabel_students: bool,
+         device: str | None) -> None:
     """Run the OmniSource loop on the embedded demo world and write OUT/report.html.
 
     \b
@@ -60,7 +63,9 @@ def demo(out: Path, num_classes: int, seed: int, workers: int | None, seeds: int
     3. crawl it with recipes/demo.yaml (search images, hashtag images and videos, untrimmed videos)
     4. dedup the crawl against val/test; train a TSN (image) and a SlowOnly (video) teacher on the train split,
        and cross-fitted TSNs on the train split plus the crawl's images (--cross-fit)
-    5. filter the crawl with the teachers (untrimmed videos cut into the clips they believe)
+    5. filter the crawl with the teachers (untrimmed videos cut into shots, then into the clips they believe);
+       round 1 also grades shots, label issues + relabels and a feedback crawl against the truth, and writes
+       OUT/review.html
     6. students with and without the (un)filtered web data, over --seeds seeds; test top-1 (Table 1)
     7. the best students become the teachers of round 2 (and so on, --rounds): re-filter, train students again
     8. efficiency curves, the world's hierarchy in FineGym format, report.html (BMN + detector: in a worker beside 4-7)
@@ -76,7 +81,7 @@ def demo(out: Path, num_classes: int, seed: int, workers: int | None, seeds: int
 
     try:   # bad options fail before any work
         spec = loop_spec(full, seeds, teacher_epochs, student_epochs, workers, device, students, rounds, budget_min,
-                         web_images, cross_fit)
+                         web_images, cross_fit, relabel_students)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     try:

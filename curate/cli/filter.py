@@ -65,8 +65,24 @@ from curate.cli.executor import executor_options, executor_summary
 @click.option("--pseudo-mp4", type=click.Choice(["static", "moving"]), default=None,
               help="Also write every kept image as an mp4 pseudo-video row (source 'pseudo', parent_id) to inspect "
                    "what 3D students see (the trainers make these on the fly; this is for looking at them).")
+@click.option("--shots", type=click.Choice(["content", "adaptive"]), is_flag=False, flag_value="content", default=None,
+              help="Detect the shots of untrimmed videos first (PySceneDetect; content: hard cuts, adaptive: cuts "
+                   "relative to the motion around them; fades to black too): no window and no clip crosses a shot "
+                   "boundary, and each shot becomes a row (source shot, parent_id, span).")
+@click.option("--shot-threshold", type=float, default=None,
+              help="The shot detector's threshold (content: 27, adaptive: 3 by default).")
+@click.option("--label-issues", is_flag=True,
+              help="Confident learning (Cleanlab) on the teachers' out-of-sample probabilities: per row label_issue, "
+                   "self_confidence, suggested_label(_id), suggested_p; per class and query the estimated noise rate. "
+                   "Refused for teachers that trained on the web rows (use cross-fitted or target-only teachers).")
+@click.option("--relabel", "relabel_min_p", type=click.FloatRange(0, 1, min_open=True), default=None, metavar="MIN_P",
+              help="Keep a row flagged as a label issue under its suggested label when that label's probability is "
+                   "at least MIN_P (implies --label-issues); the crawl's label goes to original_label(_id).")
+@click.option("--decisions", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A reviewer's decisions CSV (item_id,decision,label; `curate review` writes it): keep, drop "
+                   "(review_drop) or relabel, applied after the rules. Without a teacher only the decisions are applied.")
 @click.option("--dry-run", is_flag=True, help="Score and print what each rule would keep per class; nothing is "
-                                              "written, rejected or cut.")
+                                              "written, rejected or cut (no label issues, no decisions).")
 def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: tuple[Path, ...],
                video_teacher: tuple[Path, ...], image_views: str | None, video_views: str | None,
                class_map: Path | None, out: Path | None, data_root: Path | None,
@@ -74,8 +90,9 @@ def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: tuple[P
                match: bool, match_k: int,
                cheap: bool, min_side: int, min_duration: float, max_duration: float | None,
                untrimmed_over: float | None, window_s: float, stride_s: float | None, batch_size: int, workers: int,
-               device: str | None, plots: Path | None, pseudo_mp4: str | None, dry_run: bool, executor: str,
-               address: str | None, shard_size: int) -> None:
+               device: str | None, plots: Path | None, pseudo_mp4: str | None, shots: str | None,
+               shot_threshold: float | None, label_issues: bool, relabel_min_p: float | None, decisions: Path | None,
+               dry_run: bool, executor: str, address: str | None, shard_size: int) -> None:
     """Filter MANIFEST's web rows with a teacher trained on the target set (OmniSource).
 
     \b
@@ -93,10 +110,16 @@ def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: tuple[P
       curate filter web.parquet --image-teacher tsn.pt --video-teacher slowonly.pt --top-frac 0.5 --dry-run
       curate filter web.parquet --image-teacher tsn.pt --image-teacher slowonly.pt --video-teacher slowonly.pt \\
           --image-views 1x10
+      curate filter web.parquet --image-teacher f0.pt --image-teacher f1.pt --video-teacher slowonly.pt \\
+          --untrimmed-over 4 --shots --relabel 0.8
+      curate filter web.filtered.parquet --decisions decisions.csv
     """
     from curate.clean.cheap import CheapRules
     from curate.clean.classes import read_mapping
-    from curate.clean.filter import KeepRules, filter_manifest, plot_extremes, plot_scores, resumed
+    from curate.clean.filter import KeepRules, filter_manifest, resumed
+    from curate.clean.plots import plot_extremes, plot_scores
+    from curate.clean.review import apply_decisions, read_decisions
+    from curate.clean.shots import ShotRules
     from curate.clean.teacher import teachers_from_args
     from curate.core import manifest as mf
     from curate.core import store
@@ -105,11 +128,20 @@ def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: tuple[P
     from trainers.checkpoint import CheckpointError
     from trainers.config import ConfigError
 
-    if not (teacher or image_teacher or video_teacher):
-        raise click.UsageError("give --teacher, or --image-teacher and/or --video-teacher")
     con = Console()
     out = out or manifest_path.with_name(manifest_path.name.removesuffix(".parquet") + ".filtered.parquet")
     t0 = time.perf_counter()
+    if not (teacher or image_teacher or video_teacher):
+        if decisions is None:
+            raise click.UsageError("give --teacher, or --image-teacher and/or --video-teacher (or only --decisions)")
+        try:
+            df, done = apply_decisions(mf.read(manifest_path), read_decisions(decisions))
+            mf.write(df, out, mf.read_metadata(manifest_path))
+        except (mf.ManifestError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        con.print("decisions applied: " + ", ".join(f"{k} {v}" for k, v in done.items()) + f"; {out}",
+                  highlight=False, soft_wrap=True)
+        return
     try:
         df = mf.read(manifest_path)
         root = find_data_root(manifest_path, df, data_root)
@@ -139,7 +171,9 @@ def filter_cmd(manifest_path: Path, teacher: Path | None, image_teacher: tuple[P
             result = filter_manifest(df, root, teachers, rules, cheap_rules, read_mapping(class_map) if class_map
                                      else None, untrimmed_over, window_s, stride_s, batch_size, workers,
                                      out.with_name(out.name.removesuffix(".parquet") + ".emb.parquet"), dry_run,
-                                     commit, progress, ExecutorSpec(executor, address, shard_size, max(1, workers)))
+                                     commit, progress, ShotRules(shots, shot_threshold) if shots else None,
+                                     label_issues, relabel_min_p, read_decisions(decisions) if decisions else None,
+                                     ExecutorSpec(executor, address, shard_size, max(1, workers)))
         if pseudo_mp4 and not dry_run:
             from curate.media.pseudo import write_pseudo_rows
 
@@ -194,9 +228,24 @@ def _summary(con: Console, r, rules, dry_run: bool) -> None:
     con.print("rules removed: " + (", ".join(f"{k} {v}" for k, v in r.removed.items()) or "nothing")
               + f" (keep: {rules.describe()})")
     if r.clips:
-        con.print(f"untrimmed: {r.clips['videos']} videos, {r.clips['windows_kept']}/{r.clips['windows']} windows "
-                  f"kept, {r.clips['clips']} clips cut")
+        con.print(f"untrimmed: {r.clips['videos']} videos" + (f", {r.clips['shots']} shots" if "shots" in r.clips else "")
+                  + f", {r.clips['windows_kept']}/{r.clips['windows']} windows kept, {r.clips['clips']} clips cut")
     df = r.manifest
+    if "label_issue" in df and df["label_issue"].notna().any():
+        from curate.clean.label_issues import noise_rates
+
+        con.print(f"label issues: {int(df['label_issue'].fillna(False).sum())} of {int(df['label_issue'].notna().sum())} "
+                  f"judged rows flagged; relabelled (kept under the suggested label): {r.relabelled}")
+        for by in ("label", "query"):
+            t = Table(title=f"estimated noise rate per {by}", title_justify="left", show_edge=False)
+            rates = noise_rates(df, by)
+            for c in rates.columns:
+                t.add_column(c, justify="left" if c == by else "right")
+            for row in rates.itertuples(index=False):
+                t.add_row(str(row[0]), str(row[1]), str(row[2]), f"{row[3]:.2f}")
+            con.print(t)
+    if r.decided:
+        con.print("decisions applied: " + ", ".join(f"{k} {v}" for k, v in r.decided.items()))
     t = Table(title="kept per class", title_justify="left", show_edge=False)
     for c in ("class", "kept", "scored", "fraction"):
         t.add_column(c, justify="left" if c == "class" else "right")

@@ -43,6 +43,7 @@ class CrawlResult:
     plan: PlanContext | None = None
     stats: dict = field(default_factory=dict)
     run: ShardResult | None = None   # how the shards went (executor='ray')
+    quotas: pd.DataFrame | None = None   # the budget's share per source x class x query (curate/crawl/feedback.py)
 
 
 def select_labels(recipe: Recipe, classes: list[str] | None) -> dict[str, int]:
@@ -123,7 +124,8 @@ def crawl_shard(shard: pd.DataFrame, sctx: ShardContext) -> pd.DataFrame:
 def crawl(recipe: Recipe, *, classes: list[str] | None = None, limit: int | None = None, workers: int | None = None,
           dry_run: bool = False, retry_failed: bool = False, executor: str = "local", address: str | None = None,
           shard_size: int = 64, max_retries: int = 3,
-          progress: Callable[[str, pd.DataFrame | None, int], None] | None = None) -> CrawlResult:
+          progress: Callable[[str, pd.DataFrame | None, int], None] | None = None,
+          feedback: pd.DataFrame | None = None, values: dict[str, float] | None = None) -> CrawlResult:
     """Plan the recipe, merge into its manifest, fetch what is left, commit in batches; return the final manifest.
 
     executor='ray' fetches shards of shard_size rows as Ray tasks (cluster at address, else a local one), each on
@@ -131,6 +133,9 @@ def crawl(recipe: Recipe, *, classes: list[str] | None = None, limit: int | None
     executor='processes' fetches shards on one spawned process per CPU here, sharing out the recipe's threads,
     per-host cap and rate between them (one interpreter's GIL caps a crawl of small images near 800/s).
     progress(event, rows, total) is called with 'start' (todo rows), 'done' (a finished batch) and 'commit'.
+    feedback (a filtered manifest of an earlier crawl) shares the budget out by its keep rates, values (media -> the
+    accuracy an item bought, from curate efficiency) weigh them (curate/crawl/feedback.py); the shares go to
+    <manifest>.quotas.csv.
     """
     t0 = time.monotonic()
     if executor not in EXECUTORS:
@@ -138,11 +143,18 @@ def crawl(recipe: Recipe, *, classes: list[str] | None = None, limit: int | None
     labels = select_labels(recipe, classes)
     every = not classes
     manifest, data_root = paths(recipe)
+    quotas, shares = None, None
+    if recipe.budget is not None or feedback is not None:
+        from curate.crawl.feedback import budget_quotas
+
+        quotas, shares = budget_quotas(recipe, labels, feedback, values)
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        write_text(Path(str(manifest) + ".quotas.csv"), shares.to_csv(index=False))
     if dry_run:
-        planned, pctx = plan(recipe, labels, None, every)
+        planned, pctx = plan(recipe, labels, None, every, quotas)
         out = manifest.with_name(manifest.stem + ".plan.parquet")
         mf.write(merge_plan(mf.empty(), planned), out, {"recipe": recipe.name, "recipe_sha": recipe.sha()})
-        return CrawlResult(out, planned, 0, time.monotonic() - t0, pctx)
+        return CrawlResult(out, planned, 0, time.monotonic() - t0, pctx, quotas=shares)
 
     spec = dataclasses.replace(recipe.download, workers=workers) if workers else recipe.download
     procs = os.cpu_count() or 1
@@ -152,7 +164,7 @@ def crawl(recipe: Recipe, *, classes: list[str] | None = None, limit: int | None
     ctx = CrawlContext(str(data_root), spec, str(manifest) + ".attempts.jsonl")
     known = mf.exists(manifest)
     existing = mf.read(manifest) if known else mf.empty()
-    planned, pctx = plan(recipe, labels, Http(recipe.download, ctx.log), every)
+    planned, pctx = plan(recipe, labels, Http(recipe.download, ctx.log), every, quotas)
     df = merge_plan(existing, planned)
     meta = {**(mf.read_metadata(manifest) if known else {}), "recipe": recipe.name,
             "recipe_sha": recipe.sha(), "data_root": str(data_root.resolve())}
@@ -191,7 +203,7 @@ def crawl(recipe: Recipe, *, classes: list[str] | None = None, limit: int | None
     seconds = time.monotonic() - t0
     stats = crawl_stats(df, todo, seconds, pctx)
     _write_json(Path(str(manifest) + ".stats.json"), stats)
-    return CrawlResult(manifest, df, len(todo), seconds, pctx, stats, run)
+    return CrawlResult(manifest, df, len(todo), seconds, pctx, stats, run, shares)
 
 
 def _run(todo: pd.DataFrame, ctx: CrawlContext, commit: Callable[[pd.DataFrame], None],

@@ -326,6 +326,8 @@ def _ytdlp_once(ydl, row: dict, ctx: CrawlContext, span: tuple[float, float] | N
             length = (span[1] - span[0]) if span else info.get("duration")
             if length and length > spec.max_duration_s:
                 raise FetchError("too_long", f"{length:.0f} s > cap {spec.max_duration_s:.0f} s")
+            if spec.respect_robots and info.get("url") and not http.allowed(info["url"]):
+                raise FetchError("opted_out", "robots.txt disallows the media file the page points at")
             if spec.respect_opt_out and info.get("url") and (head := http.head(info["url"])) is not None:
                 refuse_opt_out(head.headers)   # before the download, not after
             info = ydl.process_ie_result(info, download=True)

@@ -26,6 +26,19 @@ class PlanContext:
     every_class: bool = True           # labels are all of the recipe's classes: rows without a label are wanted too
     notes: list[str] = field(default_factory=list)
     queries: list[dict] = field(default_factory=list)  # planned queries: source, label, query, quota
+    quotas: dict[tuple[str, str, str], int] | None = None  # (source name, label, query) -> rows (a budget's share)
+
+    def quota(self, spec: SourceSpec, label: str, query: str) -> int:
+        """Rows one query may add: its share of the budget (curate/crawl/feedback.py), else per_query or per_class."""
+        if self.quotas is None:
+            return spec.per_query or spec.per_class
+        return self.quotas.get((spec.name, label, query), 0)
+
+    def class_quota(self, spec: SourceSpec, label: str) -> int:
+        """Rows a source may add for one class: the sum of its queries' shares, else per_class."""
+        if self.quotas is None:
+            return spec.per_class
+        return sum(v for (src, lab, _), v in self.quotas.items() if src == spec.name and lab == label)
 
     def need(self, spec: SourceSpec, label: str, query: str, quota: int) -> bool:
         """Record a planned query; True when it may be sent now (not a dry run)."""
@@ -69,11 +82,11 @@ def queries_for(templates: Iterable[str], label: str) -> list[str]:
 def take_per_class(spec: SourceSpec, ctx: PlanContext, label: str, hits: Iterator[dict], query: str,
                    taken: dict[str, dict]) -> None:
     """Add hits (dicts with id and url) of one query into taken until the class quota or per-query cap is met."""
-    cap = spec.per_query or spec.per_class
+    cap, whole = ctx.quota(spec, label, query), ctx.class_quota(spec, label)
     n = 0
     try:
         for hit in hits:
-            if len(taken) >= spec.per_class or n >= cap:
+            if len(taken) >= whole or n >= cap:
                 return
             if hit["id"] not in taken:
                 taken[hit["id"]] = {**hit, "query": query}

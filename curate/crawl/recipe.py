@@ -187,6 +187,8 @@ class Recipe:
     sources: list[SourceSpec] = field(default_factory=list)
     download: DownloadSpec = field(default_factory=DownloadSpec)
     output: OutputSpec = field(default_factory=OutputSpec)
+    budget: int | None = None  # rows every searching source may add together, shared out over source x class x query:
+                               # evenly, or by a filter's keep rates (curate crawl --feedback); None: per_class
     base_dir: str = "."  # set by load_recipe: the recipe's folder, or the working directory for a bundled recipe
 
     def class_names(self) -> list[str]:

@@ -19,8 +19,9 @@ MIN_EPOCHS = 20
 WEB_STEP_COST = 0.75      # a step with a web batch beside the target's costs 1 + 0.75 * web_share target-only steps
                           # (measured: 1.45x for TSN, 1.8x for SlowOnly)
 STUDENT_OVERHEAD = 1.15   # a student run's evaluation and worker start on top of its epochs (measured 1.14x)
-OTHER_STAGES = 2.0        # world, crawl, teachers, filters, report (BMN + detector run beside the teachers), in
-                          # units of the teachers' wall time: measured 1.76x on a 2-core AMD EPYC
+OTHER_STAGES = 2.0        # world, crawl, teachers, filters, round 1's curation grading, report (BMN + detector run
+                          # beside the teachers), in units of the teachers' wall time: measured 1.76x on a 2-core AMD
+                          # EPYC, about 2x with shots, montages and the second crawls (a loaded box, docs/experiments.md)
 
 
 def budget_seconds(budget_min: float | None, schedule_given: bool) -> float | None:
@@ -46,8 +47,9 @@ def fit_budget(spec: LoopSpec, teachers: pd.DataFrame, efficiency: bool = True, 
     slowest = max(per_epoch.values())
     web = 1 + WEB_STEP_COST * spec.web_share
     parallel = max(1, min(spec.workers, os.cpu_count() or 1))
-    unit = {m: per_epoch.get(m, slowest) * len(spec.seeds) * (1 + (spec.rounds + 1) * web) * STUDENT_OVERHEAD
-            / parallel for m in spec.models}          # seconds per student epoch of every run of the model
+    extra = {spec.models[1]: 1} if spec.relabel_students else {}    # the video students' relabel condition
+    unit = {m: per_epoch.get(m, slowest) * len(spec.seeds) * (1 + (spec.rounds + 1 + extra.get(m, 0)) * web)
+            * STUDENT_OVERHEAD / parallel for m in spec.models}    # seconds per student epoch of every run of the model
     plan = {m: spec.epochs_of(m) for m in spec.models}
     students = sum(unit[m] * e for m, e in plan.items())
     curves = per_epoch.get(spec.efficiency_model, slowest) * (

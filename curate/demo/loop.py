@@ -28,6 +28,7 @@ from trainers.sources import Source
 RECIPE = RECIPE_DIR / "demo.yaml"
 LOOPBACK = "http://127.0.0.1:8000"
 TARGET_ONLY, UNFILTERED = "target only", "+ web, unfiltered"
+RELABELLED = "+ web, filtered (round 1) + relabels"   # the video students' extra condition (--relabel-students)
 
 
 CROSS_FIT_SUFFIX = "_f{}of{}_s{}"              # a cross-fit run folder: <model>_e<epochs>_f<fold>of<folds>_s<split>
@@ -196,6 +197,7 @@ class LoopResult:
     web_images: str = "2d"                     # which students took the web images (LoopSpec.web_images)
     efficiency_dir: Path | None = None         # where the efficiency curves' runs and plot are
     cross_fit: pd.DataFrame | None = None      # the cross-fitted image teachers' runs (round 1), if any
+    curation: dict[str, pd.DataFrame] = field(default_factory=dict)   # shots, label issues, feedback crawl (round 1)
 
 
 def run_loop(world: World, web_url: str, out: Path, spec: LoopSpec = LoopSpec(),
@@ -211,6 +213,7 @@ def run_loop(world: World, web_url: str, out: Path, spec: LoopSpec = LoopSpec(),
 
     clock: dict[str, float] = {}
     t = time.perf_counter()
+    measured: dict[str, pd.DataFrame] = {}
 
     def lap(name: str) -> None:
         nonlocal t
@@ -258,7 +261,8 @@ def run_loop(world: World, web_url: str, out: Path, spec: LoopSpec = LoopSpec(),
         images = ([str(Path(r) / "last.pt") for r in cross_fit["run"]] if rnd == 1 and cross_fit is not None
                   else [ckpts[m] for m in spec.models[:2]])
         r = filter_round(deduped, web_root, out / "manifests" / f"web_round{rnd}.parquet",
-                         {"image": images, "video": [ckpts[spec.models[1]]]}, spec)
+                         {"image": images, "video": [ckpts[spec.models[1]]]}, spec, issues=rnd == 1)
+        ensembles = r.pop("ensembles")
         right = right_label(r["manifest"], world)
         r["quality"] = filter_quality(r["manifest"], right)
         r["right"] = right
@@ -269,11 +273,25 @@ def run_loop(world: World, web_url: str, out: Path, spec: LoopSpec = LoopSpec(),
              f"{r['clips'].get('clips', 0)} clips cut; "
              + at_recall_line(q))
         lap(f"filter round {rnd}")
+        if rnd == 1:
+            from curate.clean.review import review_page
+            from curate.demo.curation import curation
+
+            measured = curation(world, web_url, out, spec, deduped, r, web_root, ensembles)
+            review_page(r["manifest"], web_root, out / "review.html", title="curate demo: review of round 1")
+            lap("curation (round 1)")
         stage(f"students round {rnd}")
         corpora = ({TARGET_ONLY: None, UNFILTERED: usable_web(deduped), filtered(1): usable_web(r["manifest"])}
                    if rnd == 1 else {filtered(rnd): usable_web(r["manifest"])})
         jobs = jobs_for(world, web_root, out / "students", spec, corpora, spec.seeds,
                         {m: spec.epochs_of(m) for m in spec.models})
+        if rnd == 1 and spec.relabel_students:     # round 1's kept rows plus the rows the relabel rule keeps
+            from curate.clean.label_issues import relabel
+
+            video = spec.models[1]
+            jobs += jobs_for(world, web_root, out / "students", spec,
+                             {RELABELLED: usable_web(relabel(r["manifest"], spec.relabel_min_p)[0])}, spec.seeds,
+                             {video: spec.epochs_of(video)})
         runs = pd.concat([runs, run_table(jobs, spec.workers, said, pool)], ignore_index=True)
         lap(f"students round {rnd}")
 
@@ -292,32 +310,36 @@ def run_loop(world: World, web_url: str, out: Path, spec: LoopSpec = LoopSpec(),
                                 device=spec.device, workers=spec.workers, pool=pool, replace_stale=True)
         lap("efficiency")
     return LoopResult(web, deduped, rounds, teachers, runs, dedup, eff, clock, budget, spec.web_images, eff_dir,
-                      cross_fit)
+                      cross_fit, measured)
 
 
 def filter_round(deduped: pd.DataFrame, web_root: Path, path: Path, ckpts: Mapping[str, Sequence[str]],
-                 spec: LoopSpec) -> dict[str, Any]:
+                 spec: LoopSpec, issues: bool = False) -> dict[str, Any]:
     """curate filter with the given teachers (media -> checkpoints, several: an ensemble) over the deduplicated
-    crawl; read back from path when it holds the same teachers, rules and rows."""
+    crawl, untrimmed videos cut inside their shots, label issues marked when asked (round 1's out-of-sample
+    teachers); read back from path when it holds the same teachers, rules and rows."""
     import dataclasses
     import hashlib
     import json
 
     from curate.clean.filter import filter_manifest
+    from curate.clean.label_issues import METHOD as ISSUE_METHOD
     from curate.clean.teacher import teachers_from_args
 
     teachers = teachers_from_args(ckpts.get("image", []), ckpts.get("video", []), spec.device,
                                   {"image": spec.image_views})
     inputs = {"teachers": {m: t.sha for m, t in teachers.items()}, "rules": dataclasses.asdict(spec.keep),
             "untrimmed": spec.untrimmed_over_s, "window": spec.window_s, "rows": sorted(deduped["item_id"]),
-            "ok": int((deduped["status"] == "ok").sum())}
+            "ok": int((deduped["status"] == "ok").sum()), "issues": issues and ISSUE_METHOD,
+            "shots": dataclasses.asdict(spec.shots) if spec.shots else None}
     key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
-    out = {"teachers": dict(ckpts), "path": path, "rule": spec.keep.describe()}
+    out = {"teachers": dict(ckpts), "path": path, "rule": spec.keep.describe(), "ensembles": teachers}
     if path.exists() and mf.read_metadata(path).get("filter_key") == key:
         stats = json.loads(mf.read_metadata(path)["filter_stats"])
         return {**out, "manifest": mf.read(path), **stats}
     res = filter_manifest(deduped, web_root, teachers, spec.keep, untrimmed_over_s=spec.untrimmed_over_s,
-                          window_s=spec.window_s, embeddings=path.with_name(path.stem + ".emb.parquet"))
+                          window_s=spec.window_s, embeddings=path.with_name(path.stem + ".emb.parquet"),
+                          shots=spec.shots, issues=issues)
     stats = {"removed": res.removed, "clips": res.clips}
     mf.write(res.manifest, path, {"data_root": str(web_root), "filter_key": key, "filter_stats": json.dumps(stats)})
     return {**out, "manifest": res.manifest, **stats}

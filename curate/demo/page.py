@@ -11,7 +11,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from curate.clean.filter import plot_extremes, plot_scores
+from curate.clean.plots import plot_extremes, plot_scores
 from curate.demo import tables as rp
 from curate.demo.loop import TARGET_ONLY, LoopResult, filtered
 from curate.demo.synth import World
@@ -89,10 +89,18 @@ def print_tables(con: Console, result: LoopResult, world: World, locdet: Mapping
         for line in said:
             con.print(f"  {line}", highlight=False)
     con.print(_rich(rp.level_table(result.runs), "per-level test accuracy (FineGym hierarchy)"))
+    for key, title in CURATION:
+        if key in result.curation:
+            con.print(_rich(result.curation[key], title))
     if result.efficiency is not None:
         con.print(efficiency_table(result.efficiency))
     con.print(f"FineGym export: {gym['events']} events, {gym['elements']} elements -> "
               f"{Path(gym['files'][0]).parent}", highlight=False)
+
+
+CURATION = (("shots", "shots: clips of montage videos (round 1), without and with --shots"),
+            ("issues", "label issues (Cleanlab, round 1's out-of-sample scores) against the planted mislabels"),
+            ("feedback", "a second image crawl of the same budget: even shares vs --feedback (round 1's keep rates)"))
 
 
 def web_images_line(web_images: str) -> str:
@@ -159,6 +167,12 @@ def report(path: Path, result: LoopResult, world: World, out: Path, locdet: Mapp
             "<div class='grid'>" + "".join(rp._img(p, f"round {i}: {p.stem}") for i in range(1, len(result.rounds) + 1)
                                            for p in figs.get(f"scores{i}", [])) + "</div>",
             rp._img(figs["extremes"], "round 1: highest and lowest teacher scores per class")]),
+        ("Curation beyond the keep rule (round 1, against the truth)", [
+            "<p>Shots: windows and clips inside the shots PySceneDetect finds, against the world's planted cuts. Label "
+            "issues: confident learning on the out-of-sample probabilities, next to the teacher score's lowest rows at "
+            "the same recall; relabel: flagged rows kept under a suggested label of p at least the threshold. "
+            "Feedback: a second crawl's clean rate. A reviewer's page for round 1: review.html.</p>",
+            *(rp._table(result.curation[k], f"curation-{k}") for k, _ in CURATION if k in result.curation)]),
         ("Table 1: without vs with web data (test top-1, mean ± std over seeds)", [
             rp._table(rp.table_one(runs), "table1"), f"<p>{web_images_line(result.web_images)}.</p>",
             f"<p>Verdicts: {VERDICT_TEST}, each condition against the other seed by seed (the same initial weights "

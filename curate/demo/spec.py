@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from curate.clean.filter import KeepRules
+from curate.clean.shots import ShotRules
 from curate.demo.budget import budget_seconds
 
 
@@ -38,6 +39,9 @@ class LoopSpec:
     image_views: str | None = "1x10"  # TenCrop for the image teachers
     keep: KeepRules = KeepRules(relative=0.7, match=False)  # p >= 0.7 x the class's median (recall 0.81, precision
                                      # 0.92 on round 1, where a top-1 match kept half the good items)
+    shots: ShotRules | None = ShotRules()   # untrimmed videos cut into shots before their windows (curate filter --shots)
+    relabel_min_p: float = 0.9       # the relabel rule graded on round 1 (0.8 relabelled 2 of 6 videos wrongly on world 1)
+    relabel_students: bool = False   # + the video student on round 1's kept rows and relabels (Table 1's extra cell)
     dedup_threshold: float = 0.6     # pixel-thumbnail cosine: planted copies 0.60-0.99, distinct items <= 0.58
     untrimmed_over_s: float = 4.0    # longer web videos are cut into clips
     window_s: float = 2.0
@@ -72,7 +76,7 @@ def parse_cross_fit(text: str) -> tuple[int, int] | None:
 
 def loop_spec(full: bool, seeds: int | None, teacher_epochs: int | None, student_epochs: int | None, workers: int | None,
               device: str | None, students: str = "", rounds: int = 2, budget_min: float | None = None,
-              web_images: str = "2d", cross_fit: str = "3x1") -> LoopSpec:
+              web_images: str = "2d", cross_fit: str = "3x1", relabel_students: bool = False) -> LoopSpec:
     """`curate demo`'s options as a LoopSpec; a bad option is a ValueError naming it, raised before any work."""
     if seeds is not None and seeds < 1:
         raise ValueError("--seeds: give at least one seed")
@@ -81,8 +85,7 @@ def loop_spec(full: bool, seeds: int | None, teacher_epochs: int | None, student
     except ValueError as exc:
         raise ValueError(f"--cross-fit: {exc}") from exc
     knobs = {"seeds": tuple(range(seeds or 3)), "max_seeds": 0 if seeds else 8, "device": device, "rounds": rounds,
-             "web_images": web_images,
-             "cross_fit": folds}
+             "web_images": web_images, "cross_fit": folds, "relabel_students": relabel_students}
     extra = [m.strip() for m in students.split(",") if m.strip()]
     unknown = sorted(set(extra) - set(family()))
     if unknown:

@@ -13,7 +13,7 @@ import pandas as pd
 
 from curate.clean.filter import AT_RECALL, TARGET_PRECISION, precision_recall
 from curate.core.files import save_figure, write_text
-from curate.demo.loop import CROSS_FIT_RUN, TARGET_ONLY, UNFILTERED, LoopResult, filtered, pair_scores
+from curate.demo.loop import CROSS_FIT_RUN, RELABELLED, TARGET_ONLY, UNFILTERED, LoopResult, filtered, pair_scores
 from curate.demo.truth import judged_rows
 from curate.demo.verdicts import compare
 
@@ -36,7 +36,7 @@ def rounds_in(runs: pd.DataFrame) -> int:
 
 
 def conditions(runs: pd.DataFrame) -> list[str]:
-    order = [TARGET_ONLY, UNFILTERED, *(filtered(k) for k in range(1, rounds_in(runs) + 1))]
+    order = [TARGET_ONLY, UNFILTERED, filtered(1), RELABELLED, *(filtered(k) for k in range(2, rounds_in(runs) + 1))]
     return [c for c in order if c in set(runs["condition"])]
 
 
@@ -59,6 +59,7 @@ def verdicts(runs: pd.DataFrame, metric: str = "top1") -> list[str]:
     out = []
     checks = [(filtered(1), TARGET_ONLY, "web data + teacher filtering improve on the target alone"),
               (filtered(1), UNFILTERED, "filtering beats unfiltered web data"),
+              (RELABELLED, filtered(1), "relabelled items added to round 1's help"),
               *((filtered(k), filtered(k - 1), f"round {k} (best students of round {k - 1} as teachers) helps")
                 for k in range(2, rounds_in(runs) + 1))]
     for model in runs["model"].unique():

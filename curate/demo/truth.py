@@ -36,6 +36,13 @@ def right_label(rows: pd.DataFrame, world: World) -> pd.Series:
     return out
 
 
+def true_labels(rows: pd.DataFrame, world: World) -> pd.Series:
+    """Per whole row: the class it really shows (None for clutter), looked up by content hash; NA where unknown."""
+    truth = mf.read(world.truth_web, validate_rows=False)
+    truth = truth[truth["sha256"].notna()].drop_duplicates("sha256").set_index("sha256")["true_label"]
+    return rows["sha256"].map(truth).where(rows["parent_id"].isna() & rows["sha256"].isin(truth.index))
+
+
 def judged_rows(rows: pd.DataFrame, right: pd.Series) -> pd.Series:
     """Whole web items the teacher's keep rule decided on and the truth knows (not dedup'd, not cut up)."""
     return rows["teacher_sha"].notna() & rows["parent_id"].isna() & right.notna() & ~rows["error"].fillna(

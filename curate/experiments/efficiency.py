@@ -173,6 +173,18 @@ def gains(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values("gain_per_gb", ascending=False, na_position="last").reset_index(drop=True)
 
 
+def item_values(table: pd.DataFrame) -> dict[str, float]:
+    """media -> top-1 gained per web item at the largest fraction, for sources named by media ('images' / 'videos',
+    as `curate demo` names them, or 'image' / 'video'); a source that did not help gets 0 (a feedback crawl's
+    weights, curate/crawl/feedback.py)."""
+    out = {}
+    for r in gains(table).itertuples():
+        media = str(r.source).lower().removesuffix("s")
+        if media in ("image", "video") and r.items > 0:
+            out[media] = max(0.0, float(r.gain)) / float(r.items)
+    return out
+
+
 def efficiency_table(table: pd.DataFrame) -> Table:
     """The rich table of `gains`, saying which source buys the most accuracy per GB."""
     g = gains(table)

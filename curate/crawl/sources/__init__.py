@@ -17,11 +17,12 @@ from curate.crawl.sources import feeds, kinetics, urls, web_images, youtube
 KINDS = {"image_search": web_images, "video_search": youtube, "feed": feeds, "urls": urls, "kinetics": kinetics}
 
 
-def plan(recipe: Recipe, labels: dict[str, int], http: Http | None, every_class: bool = True
-         ) -> tuple[pd.DataFrame, PlanContext]:
+def plan(recipe: Recipe, labels: dict[str, int], http: Http | None, every_class: bool = True,
+         quotas: dict[tuple[str, str, str], int] | None = None) -> tuple[pd.DataFrame, PlanContext]:
     """Every candidate row of the recipe for the given classes (target CSVs first, then sources in order); rows
-    without a label (label-less test files) only when every class is asked for."""
-    ctx = PlanContext(recipe, labels, http, every_class)
+    without a label (label-less test files) only when every class is asked for; quotas: rows per (source name,
+    label, query) of the searching sources (curate/crawl/feedback.py), instead of their per_class / per_query."""
+    ctx = PlanContext(recipe, labels, http, every_class, quotas=quotas)
     frames = []
     if recipe.target is not None:
         frames.append(kinetics.plan_target(recipe.target, ctx, f"{recipe.name}.target"))

@@ -39,7 +39,8 @@ def plan(spec: SourceSpec, ctx: PlanContext, where: str) -> pd.DataFrame:
     for label in ctx.labels:
         taken: dict[str, dict] = {}
         for q in queries_for(templates, label):
-            if not ctx.need(spec, label, q, spec.per_query or spec.per_class) or len(taken) >= spec.per_class:
+            n = ctx.quota(spec, label, q)
+            if not ctx.need(spec, label, q, n) or n <= 0 or len(taken) >= ctx.class_quota(spec, label):
                 continue
             tag = q.lstrip("#")
             if provider == "loopback":

@@ -106,13 +106,14 @@ def plan(spec: SourceSpec, ctx: PlanContext, where: str) -> pd.DataFrame:
     """Search every class's queries; keep up to per_class distinct hits per class."""
     prov, endpoint, key = provider_of(spec, ctx, where)
     media, source = source_of(spec, MEDIA, where)
-    per_page = min(prov.per_page, spec.per_query or spec.per_class)
     records = []
     for label in ctx.labels:
         taken: dict[str, Hit] = {}
         for q in queries_for(spec.queries, label):
-            if ctx.need(spec, label, q, spec.per_query or spec.per_class) and len(taken) < spec.per_class:
-                take_per_class(spec, ctx, label, search(ctx, prov, endpoint, key, q, media, per_page), q, taken)
+            n = ctx.quota(spec, label, q)
+            if ctx.need(spec, label, q, n) and n > 0 and len(taken) < ctx.class_quota(spec, label):
+                take_per_class(spec, ctx, label, search(ctx, prov, endpoint, key, q, media, min(prov.per_page, n)), q,
+                               taken)
         records += [candidate(source, str(h["id"]), h["url"], label, ctx.labels, media, h["query"], spec.split)
                     for h in taken.values()]
     return frame(records)

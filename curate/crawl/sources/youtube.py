@@ -59,8 +59,8 @@ def plan(spec: SourceSpec, ctx: PlanContext, where: str) -> pd.DataFrame:
     for lab in ctx.labels:
         taken: dict[str, dict] = {}
         for q in queries_for(spec.queries, lab):
-            n = spec.per_query or spec.per_class
-            if not ctx.need(spec, lab, q, n) or len(taken) >= spec.per_class:
+            n = ctx.quota(spec, lab, q)
+            if not ctx.need(spec, lab, q, n) or n <= 0 or len(taken) >= ctx.class_quota(spec, lab):
                 continue
             if provider == "ytdlp":
                 hits = flat_entries(f"{prefix}{n}:{q}", ctx)

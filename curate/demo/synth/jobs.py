@@ -196,6 +196,29 @@ def run_untrimmed(root: Path, job: dict) -> dict:
             "boxes": box_rows(job["key"], job["kind"], boxes, labels, job["fps"])}
 
 
+def run_montage(root: Path, job: dict) -> dict:
+    """Shots edited together: each its own scene, one class acting through it (or none), hard cuts or fades."""
+    rng = _rng(job["seed"])
+    specs, fade, fps = classes(job["num_classes"]), job["fade"], job["fps"]
+    parts, boxes = [], []
+    for shot in job["shots"]:
+        n = shot["end"] - shot["start"]
+        actors = ([R.Actor.of(specs[shot["label_id"]], R.act(specs[shot["label_id"]], rng, n), rng)]
+                  if shot["label_id"] >= 0 else [])
+        frames, b = R.render(job["height"], job["width"], n, rng, actors, R.clutter(rng, n, specs, bystanders=1))
+        parts.append(frames.astype(np.float32))
+        for row in box_rows(job["key"], job["kind"], b, [np.full(n, shot["label_id"])], fps):
+            boxes.append({**row, "frame": row["frame"] + shot["start"], "time_s": round((row["frame"] + shot["start"]) / fps, 4)})
+    for k, shot in enumerate(job["shots"][1:], 1):     # a fade: out to black, then in from black
+        if shot["transition"] == "fade":
+            ramp = np.arange(fade, dtype=np.float32) / fade
+            parts[k - 1][-fade:] *= ramp[::-1, None, None, None]
+            parts[k][:fade] *= ramp[:, None, None, None]
+    frames = np.clip(np.concatenate(parts) + 0.5, 0, 255).astype(np.uint8)
+    path = write_video(root / job["path"], frames, fps=fps)
+    return {"key": job["key"], "file": file_meta(path), "boxes": boxes}
+
+
 def run_routine(root: Path, job: dict) -> dict:
     """A competition video: event instances, each a run of elements (one object per element) with pauses."""
     rng = _rng(job["seed"])
@@ -276,6 +299,7 @@ def run_broken(root: Path, job: dict) -> dict:
 
 
 RUNNERS = {"target": run_target, "web_item": run_web_item, "near_copy": run_near_copy, "untrimmed": run_untrimmed,
+           "montage": run_montage,
            "routine": run_routine, "scene": run_scene, "broken": run_broken}
 
 

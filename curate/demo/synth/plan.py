@@ -41,6 +41,10 @@ class WorldSpec:
     feed_videos_per_class: int = 10
     untrimmed_per_class: int = 4
     untrimmed_frames: int = 80
+    montages_per_class: int = 3    # untrimmed videos of several shots (cuts and fades), found as "<class> compilation"
+    distractor_images_per_class: int = 20   # image search results for "<class> <distractor_word>" ...
+    distractor_noise_rate: float = 0.7      # ... and how many of them name the wrong class
+    distractor_word: str = "meme"
     noise_rate: float = 0.3        # web items whose query/tag names the wrong class (half another class, half clutter)
     near_copies: int = 24          # web items that are re-encoded copies of val/test clips (total)
     routines_per_event: int = 2    # FineGym-style competition videos per event
@@ -54,7 +58,8 @@ class WorldSpec:
         problems = [f"{k} must be >= 0, got {v}" for k, v in dataclasses.asdict(self).items()
                     if isinstance(v, (int, float)) and v < 0]
         problems += [f"{k} must lie in [0, 1], got {getattr(self, k)}"
-                     for k in ("noise_rate", "gone_rate", "opt_out_rate", "private_rate") if getattr(self, k) > 1]
+                     for k in ("noise_rate", "gone_rate", "opt_out_rate", "private_rate", "distractor_noise_rate")
+                     if getattr(self, k) > 1]
         if self.source_frames < self.clip_frames + 8:
             problems.append(f"source_frames ({self.source_frames}) must exceed clip_frames ({self.clip_frames}) by 8")
         if min(self.train_per_class, self.size, self.clip_frames, self.untrimmed_frames // 40) < 1:
@@ -71,6 +76,7 @@ class Plan:
     web: list[dict] = field(default_factory=list)      # the web corpus with its ground truth
     actions: list[dict] = field(default_factory=list)  # timed action spans inside longer videos
     events: list[dict] = field(default_factory=list)   # event instances inside routine videos
+    shots: list[dict] = field(default_factory=list)    # the shots of montage videos
     tree: dict = field(default_factory=dict)
 
 
@@ -115,6 +121,9 @@ def make_plan(spec: WorldSpec) -> Plan:
     _plan_broken(plan, specs, rng)
     _plan_routines(plan, rng, base)
     _plan_scenes(plan, specs, rng, base)
+    from curate.demo.synth.extras import plan_extras  # planned last: every item above keeps its bytes
+
+    plan_extras(plan, specs, rng, base)
     return plan
 
 
@@ -170,7 +179,8 @@ def _web_row(plan: Plan, wid: str, kind: str, media: str, path: str | None, quer
     if private and path:
         path = path.replace("web/", "web/private/", 1)
     names = [c.name for c in classes(s.num_classes)]
-    source = {"web_image": "web_image", "feed_image": "feed_image", "feed_video": "feed_video"}.get(kind, "youtube")
+    source = {"web_image": "web_image", "distractor_image": "web_image", "feed_image": "feed_image",
+              "feed_video": "feed_video"}.get(kind, "youtube")
     return {
         "item_id": mf.item_id(source, wid), "source": source, "source_id": wid,
         "url": "/" + path[len("web/"):] if path else None, "query": query or (f"#{tag}" if tag else None),

@@ -31,6 +31,7 @@ from curate.demo.synth.faults import Faults, Stats, forced
 
 ROBOTS_TXT = "User-agent: *\nDisallow: /private/\n\nUser-agent: GPTBot\nDisallow: /\n"
 _CACHE_LIMIT = 512 * 2**20
+SEARCHED = ("web_image", "distractor_image", "untrimmed", "montage")   # kinds image / video search finds by query
 
 
 class Site:
@@ -48,7 +49,7 @@ class Site:
         for it in sorted(self.items.values(), key=lambda i: hashlib.sha256(i["id"].encode()).hexdigest()):
             if it["gone"] or not it["url"]:
                 continue
-            if it["query"] and it["kind"] in ("web_image", "untrimmed"):
+            if it["query"] and it["kind"] in SEARCHED:
                 self.search.setdefault((normalise_query(it["query"]), it["media"]), []).append(it)
             if it["tag"]:
                 self.tags.setdefault((it["tag"], it["media"]), []).append(it)

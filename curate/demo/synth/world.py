@@ -18,7 +18,7 @@ from curate.demo.synth import jobs as J
 from curate.demo.synth.plan import SPLITS, Plan, WorldSpec, make_plan
 from curate.formats import kinetics
 
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"   # 3: montage videos (shots) and distractor-query images, planned after the rest
 _EXPECTED_ERROR = {"truncated_mp4": "truncated", "html_mp4": "not_media", "empty_jpg": "empty",
                    "random_jpg": "undecodable", "truncated_jpg": "truncated"}
 _MIME = {"jpg": "image/jpeg", "png": "image/png", "mp4": "video/mp4"}
@@ -70,6 +70,11 @@ class World:
     def truth_actions(self) -> Path:
         """Timed action spans inside longer videos (target sources, untrimmed, routines, scenes)."""
         return self.root / "truth" / "actions.parquet"
+
+    @property
+    def truth_shots(self) -> Path:
+        """The shots of montage videos: frames, how each begins (start, cut, fade) and the class acting (-1: none)."""
+        return self.root / "truth" / "shots.parquet"
 
     @property
     def truth_events(self) -> Path:
@@ -166,6 +171,9 @@ def _write_tables(root: Path, plan: Plan, results: dict[str, dict]) -> World:
     events = pd.DataFrame(plan.events, columns=["video_id", "event_key", "event", "event_id", "start_frame", "end_frame"])
     events["start_s"], events["end_s"] = events["start_frame"] / fps, events["end_frame"] / fps
     _write_parquet(events, root / "truth" / "events.parquet")
+    shots = pd.DataFrame(plan.shots, columns=["video_id", "shot", "start_frame", "end_frame", "transition", "label_id"])
+    shots["start_s"], shots["end_s"] = shots["start_frame"] / fps, shots["end_frame"] / fps
+    _write_parquet(shots, root / "truth" / "shots.parquet")
     boxes = pd.DataFrame([b for k in sorted(results) for b in results[k]["boxes"]], columns=list(J.BOX_COLUMNS))
     _write_parquet(boxes.sort_values(["kind", "video_id", "frame", "actor"], kind="stable"), root / "truth" / "boxes.parquet")
 
