@@ -5,7 +5,11 @@ Two searches, as curate.clean.dedup runs them:
                 picks at that size), next to plain numpy (matmul + argmax in blocks) in the same run: the ratio;
   within web    the web against itself, k=8: exact (IndexFlatIP) vs IVF (`auto` above 200k vectors), timed on
                 10^4 queries (all N would take hours exactly on 2 cores; the per-query rate and the projection
-                to all N are printed as such), with IVF's recall@1 against the exact answer.
+                to all N are printed as such), with IVF's recall@1 against the exact answer;
+  cluster       what `dedup --index cluster` (auto above 20k web vectors) runs: every pair of all N at cosine >= 0.9
+                (curate.clean.clusters.within_pairs: k-means on a PCA projection, exact blocked products inside each
+                cluster and the clusters each vector probes), timed end to end, with the share of planted copies
+                found.
 Vectors: random with planted near-copies (so recall is measured where it matters). --gpu: the same on the GPUs faiss
 sees (written, not run here: this machine has no GPU).
 
@@ -18,6 +22,7 @@ import time
 
 import numpy as np
 
+from curate.clean.clusters import within_pairs
 from curate.clean.dedup import build_index
 
 DIM, EVAL, QUERIES = 512, 20_000, 10_000
@@ -41,6 +46,8 @@ def run(n: int, gpu: bool, rng: np.random.Generator, parts: list[str]) -> None:
         vs_eval(evals, web, gpu)
     if "within" in parts:
         within(web, gpu)
+    if "cluster" in parts:
+        clustered(web, gpu)
 
 
 def vs_eval(evals: np.ndarray, web: np.ndarray, gpu: bool) -> None:
@@ -81,10 +88,20 @@ def within(web: np.ndarray, gpu: bool) -> None:
           f"recall@1 vs exact {recall:.3f}, planted copies found {planted:.3f}", flush=True)
 
 
+def clustered(web: np.ndarray, gpu: bool) -> None:
+    t0 = time.perf_counter()
+    pairs, _, desc = within_pairs(web, np.arange(len(web)), 0.9, gpu=gpu)
+    seconds = time.perf_counter() - t0
+    found = {(int(a), int(b)) for a, b in zip(pairs["item_id"], pairs["dup_of"])}
+    planted = np.mean([(i, i + 1000) in found or (i + 1000, i) in found for i in range(1000, 2000)])
+    print(f"N={len(web):>9,} within web, all pairs at cosine >= 0.9: {desc} {seconds:.1f} s "
+          f"({seconds / 60:.1f} min), {len(pairs):,} pairs, planted copies found {planted:.3f}", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
-    p.add_argument("--parts", nargs="+", choices=["eval", "within"], default=["eval", "within"])
+    p.add_argument("--parts", nargs="+", choices=["eval", "within", "cluster"], default=["eval", "within", "cluster"])
     p.add_argument("--gpu", action="store_true")
     args = p.parse_args()
     rng = np.random.default_rng(0)

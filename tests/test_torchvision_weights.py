@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torchvision.models import get_model_weights, video
 
-from curate.clean.teacher import _norm
+from curate.clean.classes import class_key
 from curate.formats import class_list
 from trainers.checkpoint import load_checkpoint, save_checkpoint
 from trainers.models.heads import I3DHead
@@ -75,7 +75,7 @@ def test_torchvisions_preprocessing_and_classes_are_recorded(tmp_path):
         weights = get_model_weights(arch).DEFAULT
         docs = dict(re.findall(r"`(\w+)=([\d.]+)`", weights.meta["_docs"]))
         assert spec.clip == (int(docs["clip_len"]), round(30 / float(docs["frame_rate"])), int(docs["clips_per_video"]))
-        assert [_norm(c) for c in weights.meta["categories"]] == [_norm(c) for c in class_list("kinetics400")]
+        assert [class_key(c) for c in weights.meta["categories"]] == [class_key(c) for c in class_list("kinetics400")]
     torch.save(randomised("r3d_18", torch.randn(1, 3, 8, 64, 64)).state_dict(), tmp_path / "r3d.pth")
     model, meta = import_weights(tmp_path / "r3d.pth", "torchvision", "r3d_18")
     save_checkpoint(tmp_path / "r3d.pt", model, meta)

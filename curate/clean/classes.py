@@ -12,7 +12,8 @@ import pandas as pd
 import yaml
 
 
-def _norm(name: str) -> str:
+def class_key(name: str) -> str:
+    """A class name as matching sees it: case, spaces, underscores and hyphens ignored."""
     return re.sub(r"[\s_\-]+", " ", str(name)).strip().lower()
 
 
@@ -37,13 +38,13 @@ def read_mapping(path: str | Path) -> dict[str, str]:
 def match_classes(teacher_classes: list[str], labels: Mapping[int, str],
                   mapping: Mapping[str, str] | None = None) -> ClassMatch:
     """Match by normalised name (case, spaces, '_' and '-' ignored), or through `mapping` when given."""
-    by_name = {_norm(n): i for i, n in enumerate(teacher_classes)}
-    label_by_name = {_norm(n): int(i) for i, n in labels.items()}
+    by_name = {class_key(n): i for i, n in enumerate(teacher_classes)}
+    label_by_name = {class_key(n): int(i) for i, n in labels.items()}
     to_label = np.full(len(teacher_classes), -1, np.int64)
     if mapping:
         for k, v in mapping.items():
-            t = int(k) if k.lstrip("-").isdigit() else by_name.get(_norm(k))
-            lab = int(v) if v.lstrip("-").isdigit() else label_by_name.get(_norm(v))
+            t = int(k) if k.lstrip("-").isdigit() else by_name.get(class_key(k))
+            lab = int(v) if v.lstrip("-").isdigit() else label_by_name.get(class_key(v))
             if t is None or not 0 <= t < len(teacher_classes):
                 raise ValueError(f"class mapping: {k!r} is not a teacher class")
             if lab is None or lab not in labels:
