@@ -115,3 +115,32 @@ def test_without_ray_the_message_says_how_to_get_it(monkeypatch, crawled):
         run_shards(_where, mf.read(crawled).head(2), 1, "ray")
     with pytest.raises(ExecutorError, match="not one of"):
         run_shards(_where, mf.read(crawled).head(2), 1, "dask")
+
+
+@pytest.mark.slow
+def test_scoring_and_the_clustered_search_on_ray_equal_the_local_run(ray_cluster, web_rows, tiny_world, tiny_teacher,
+                                                                      tmp_path):
+    import numpy as np
+
+    from curate.clean.clusters import within_pairs
+    from curate.clean.teacher import load_teacher, score_manifest
+    from curate.core.executor import ExecutorSpec
+    from tests.test_dedup import clustered_corpus
+
+    teacher = load_teacher(tiny_teacher, "cpu")
+    teachers = {"image": teacher, "video": teacher}
+    local, _ = score_manifest(web_rows, tiny_world.root, teachers, batch_size=8)
+    ray, rep = score_manifest(web_rows, tiny_world.root, teachers, batch_size=8,
+                              executor=ExecutorSpec("ray", shard_size=16))
+    assert rep.run.executor == "ray" and not rep.run.failed and rep.run.shards >= 4
+    assert ray["teacher_sha"].notna().sum() == local["teacher_sha"].notna().sum() > 0
+    np.testing.assert_allclose(ray["teacher_score"].astype(float), local["teacher_score"].astype(float), atol=1e-5)
+    assert ray["teacher_pred"].equals(local["teacher_pred"])
+
+    x = clustered_corpus(n=5_000, copies=50)
+    here, _, _ = within_pairs(x, np.arange(len(x)), 0.9)
+    there, run, _ = within_pairs(x, np.arange(len(x)), 0.9, executor=ExecutorSpec("ray", workers=2), folder=tmp_path)
+    assert run.executor == "ray" and not run.failed and run.shards > 1
+    as_set = lambda p: set(zip(p["item_id"], p["dup_of"]))     # noqa: E731
+    assert as_set(there) == as_set(here) and {(k, k + 50) for k in range(100, 150)} <= as_set(here) | {
+        (b, a) for a, b in as_set(here)}

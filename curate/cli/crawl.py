@@ -22,7 +22,7 @@ from curate.cli.executor import executor_options, executor_summary
 @click.option("--set", "sets", multiple=True, metavar="KEY.PATH=VALUE",
               help="Any recipe value, e.g. --set download.rate_per_host=1 --set target.csv=[k400/test.csv]. "
                    "Repeatable.")
-@click.option("--feedback", "feedback_path", type=click.Path(exists=True, dir_okay=False), default=None,
+@click.option("--feedback", "feedback_path", type=click.Path(exists=True), default=None,
               metavar="FILTERED.parquet",
               help="Share the recipe's budget (budget:, else its searching sources' per_class x classes) over source "
                    "x class x query by the keep rate `curate filter` measured on an earlier crawl; the shares go to "

@@ -7,7 +7,7 @@ import click
 
 
 @click.command("review")
-@click.argument("manifest_path", metavar="MANIFEST", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("manifest_path", metavar="MANIFEST", type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="The page (default: MANIFEST's name + .review.html).")
 @click.option("--per-class", type=click.IntRange(1, 100), default=6, show_default=True,

@@ -20,7 +20,7 @@ def _bundled() -> str:
 
 
 @click.command()
-@click.argument("manifest_path", metavar="MANIFEST", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("manifest_path", metavar="MANIFEST", type=click.Path(exists=True, path_type=Path))
 @click.option("--model", "model_name", default=None,
               help="A bundled model config (recipes/models/NAME.yaml); default tsn_r50 when --config is not given.")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -239,7 +239,7 @@ def _train_summary(con: Console, r, sources: list, batch: int) -> None:
 
 @click.command("eval")
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("manifest_path", metavar="MANIFEST", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("manifest_path", metavar="MANIFEST", type=click.Path(exists=True, path_type=Path))
 @click.option("--split", default="test", show_default=True, help="Split to score ('all' for every usable row).")
 @click.option("--views", default=None, metavar="CLIPSxCROPS",
               help="Test views, e.g. 10x3 (10 clips x ThreeCrop) or 25x10 for 2D TenCrop; default: the "

@@ -196,7 +196,14 @@ def _run_local(fn, shards, ctx, address, workers, gpu, max_retries, result) -> I
         import torch
         ctx = [ShardContext(c.index, c.shards, "cuda" if torch.cuda.is_available() else "cpu", c.options)
                for c in ctx]
-    with ThreadPoolExecutor(max(1, workers)) as pool:   # parts reach on_part one at a time, in this thread
+    if workers <= 1:    # in this thread: a shard may fork (DataLoader workers), which is unsafe from a pool thread
+        for s, c in zip(shards, ctx):
+            try:
+                yield c.index, _call(fn, s, c), None
+            except Exception as exc:     # a failed shard is reported; its rows stay pending
+                yield c.index, None, _describe(exc)
+        return
+    with ThreadPoolExecutor(workers) as pool:   # parts reach on_part one at a time, in this thread
         yield from _drain(pool, fn, shards, ctx)
 
 
