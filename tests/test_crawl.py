@@ -217,7 +217,7 @@ def test_fault_storm_with_three_sigkills_loses_nothing(tmp_path_factory):
                        scenes=0, broken=0)
     tmp = tmp_path_factory.mktemp("storm")
     faults = Faults(rate=0.2, seed=3, kinds=("429", "500", "reset", "slow", "truncate", "html"), max_failures=2,
-                    permanent=0.1, slow_s=0.4)
+                    permanent=0.1, slow_s=0.4, retry_after_s=0)   # 429s without a pause: tests/test_polite.py has those
     with serve(world.root, faults=faults) as web:
         recipe = tmp / "r.yaml"
         recipe.write_text(

@@ -144,9 +144,14 @@ def test_the_loop_prints_table_one_and_filter_quality(loop):
                     "per-level test accuracy", "accuracy bought per GB", "FineGym export",
                     "filter round 1 (keep p >= 0.7 x its class's median): kept", "target + crawl images"):
         assert heading in " ".join(text.split()), heading
-    # one verdict per model and comparison, each saying yes / reversed / not shown, with its paired interval
-    verdicts = re.findall(r"(tsn_r50|slowonly_r50): .*\? (yes|reversed|not shown) \(.*95 % interval", text)
-    assert len(verdicts) == 6, text
+    # one verdict per model and comparison (round 1 vs target only and vs unfiltered, round 2 vs round 1), each
+    # saying yes / reversed / not shown with its paired interval; the frame model's again with order pairs merged
+    verdicts = re.findall(r"(tsn_r50|slowonly_r50): (.*?)\? (yes|reversed|not shown) \(.*95 % interval", text)
+    asked = {"web data + teacher filtering improve on the target alone", "filtering beats unfiltered web data",
+             "round 2 (best students of round 1 as teachers) helps"}
+    for model, times in (("slowonly_r50", 1), ("tsn_r50", 2)):
+        said = [what for m, what, _ in verdicts if m == model]
+        assert sorted(said) == sorted(list(asked) * times), (model, said)
     # 2 models x 4 conditions x 2 seeds, each scored on test and val, each folder with its checkpoint
     results = sorted((out / "students").glob("*/*/result.json"))
     assert len(results) == 16 and all((p.parent / "last.pt").exists() for p in results)
