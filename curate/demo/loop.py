@@ -21,7 +21,7 @@ from curate.demo.budget import fit_budget
 from curate.demo.spec import LoopSpec
 from curate.demo.synth import World
 from curate.demo.truth import at_recall_line, dedup_quality, filter_quality, right_label
-from curate.experiments.runs import RunJob, WorkerPool, run_config, run_jobs
+from curate.experiments.runs import RunJob, WorkerPool, run_config, run_jobs, tested_checkpoint
 from trainers.config import is_2d
 from trainers.sources import Source
 
@@ -178,7 +178,7 @@ def pair_scores(run_dir: str | Path, pairs: Sequence[tuple[int, int]]) -> dict[s
 def best_runs(runs: pd.DataFrame, condition: str) -> dict[str, str]:
     """Per model, the run of `condition` with the best validation top-1 (the next round's teachers)."""
     rows = runs[runs["condition"] == condition].sort_values(["val_top1", "seed"], ascending=[False, True])
-    return {m: str(Path(g.iloc[0]["run"]) / "last.pt") for m, g in rows.groupby("model", sort=False)}
+    return {m: str(tested_checkpoint(g.iloc[0]["run"])) for m, g in rows.groupby("model", sort=False)}
 
 
 # ------------------------------------------------------------------------------------------------ the loop
@@ -245,7 +245,7 @@ def run_loop(world: World, web_url: str, out: Path, spec: LoopSpec = LoopSpec(),
     table = run_table(tjobs + cjobs, spec.workers, said, pool)
     teachers = table.iloc[:len(tjobs)].reset_index(drop=True)
     cross_fit = table.iloc[len(tjobs):].reset_index(drop=True) if cjobs else None
-    first = {m: str(Path(r) / "last.pt") for m, r in zip(teachers["model"], teachers["run"])}
+    first = {m: str(tested_checkpoint(r)) for m, r in zip(teachers["model"], teachers["run"])}
     lap("teachers")
     spec, efficiency, budget = fit_budget(spec, teachers, efficiency,
                                           0.0 if cross_fit is None else float(cross_fit["run_s"].sum()))
@@ -258,7 +258,7 @@ def run_loop(world: World, web_url: str, out: Path, spec: LoopSpec = LoopSpec(),
     for rnd in range(1, spec.rounds + 1):
         stage(f"filter round {rnd}")
         ckpts = first if rnd == 1 else best_runs(runs, filtered(rnd - 1))
-        images = ([str(Path(r) / "last.pt") for r in cross_fit["run"]] if rnd == 1 and cross_fit is not None
+        images = ([str(tested_checkpoint(r)) for r in cross_fit["run"]] if rnd == 1 and cross_fit is not None
                   else [ckpts[m] for m in spec.models[:2]])
         r = filter_round(deduped, web_root, out / "manifests" / f"web_round{rnd}.parquet",
                          {"image": images, "video": [ckpts[spec.models[1]]]}, spec, issues=rnd == 1)

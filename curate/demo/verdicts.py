@@ -13,7 +13,8 @@ import pandas as pd
 # two-sided 95 % quantiles of Student's t for 1..30 degrees of freedom (beyond: the normal's, corrected)
 T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
-TEST = "paired t-interval over training seeds (95 %)"
+TEST = ("paired t-interval over training seeds (95 %); each run scored with its last quarter's epochs averaged "
+        "(avg.pt: steadier pairs than last.pt, bench/paired_spread.py)")
 
 
 def t975(df: int) -> float:

@@ -77,6 +77,12 @@ def finished(job: RunJob, key: str | None = None) -> dict[str, Any] | None:
     return None
 
 
+def tested_checkpoint(run_dir: str | Path) -> Path:
+    """The checkpoint a run is scored and used as: avg.pt (its last epochs averaged) when it has one, else last.pt."""
+    avg = Path(run_dir) / "avg.pt"
+    return avg if avg.exists() else Path(run_dir) / "last.pt"
+
+
 def train_and_test(job: RunJob, console: Console | None = None, progress: bool = False) -> tuple[dict[str, Any], bool]:
     """Train + score one job (or read it back when finished): (result row, whether it was reused)."""
     run_dir, con = Path(job.run_dir), console or Console(quiet=True)
@@ -90,9 +96,9 @@ def train_and_test(job: RunJob, console: Console | None = None, progress: bool =
         (run_dir / f"{web.name}_items.txt").write_text("".join(f"{i}\n" for i in web.manifest["item_id"]))
     result = train(job.cfg, job.sources, run_dir, resume=(run_dir / "last.pt").exists(), device=job.device,
                    console=con, progress=progress)
-    metrics, seconds = {}, result.seconds
+    metrics, seconds, tested = {}, result.seconds, tested_checkpoint(run_dir)
     for split in job.splits:
-        ev = evaluate_checkpoint(result.last, job.test.manifest, split, data_root=job.test.root, device=job.device,
+        ev = evaluate_checkpoint(tested, job.test.manifest, split, data_root=job.test.root, device=job.device,
                                  out=run_dir / f"eval_{split}" if job.outputs else None)
         if not ev.metrics.get("n"):
             raise ConfigError(f"the target has no usable rows in split {split!r} to test on")
@@ -100,7 +106,7 @@ def train_and_test(job: RunJob, console: Console | None = None, progress: bool =
         seconds += ev.metrics["seconds"]
     head = metrics[job.splits[0]]
     row = {"top1": float(head["top1"]), "mean_class_acc": float(head["mean_class_acc"]),
-           "test_clips": int(head["n"]), "seconds": round(seconds, 3), "checkpoint": result.last.name,
+           "test_clips": int(head["n"]), "seconds": round(seconds, 3), "checkpoint": tested.name,
            "metrics": metrics}
     write_json(run_dir / "result.json", row)
     return row, False
