@@ -3,6 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_OUT ?= demo_out
+DEMO_ARGS ?=      # e.g. make demo DEMO_ARGS="--seed 1" (another world)
 
 .PHONY: install test test-fast lint demo clean
 
@@ -23,7 +24,7 @@ test-fast: lint
 	$(PY) -m pytest -q -m "not slow"
 
 demo: install
-	$(VENV)/bin/curate demo --out $(DEMO_OUT)
+	$(VENV)/bin/curate demo --out $(DEMO_OUT) $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
