@@ -66,3 +66,34 @@ def test_a_call_queued_for_later_runs_behind_the_next_batch_in_a_worker(tiny_wor
         assert stamp.result() >= first_done           # queued behind both jobs, not ahead of them
         alone = pool.later(os.getpid)                  # no batch follows: asked for, it runs in a worker all the same
         assert alone.result() != os.getpid()
+
+
+def _exited(pid: int) -> bool:
+    """Gone, or a zombie nobody reaps (its parent, the driver, is dead)."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads process states from /proc")
+def test_workers_exit_when_their_driver_is_killed(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    driver = subprocess.Popen([sys.executable, "-c", (
+        "import time\nfrom curate.experiments.runs import WorkerPool\n"
+        "pool = WorkerPool(2)\n"
+        "jobs = [pool.executor().submit(time.sleep, 600) for _ in range(2)]\n"
+        "time.sleep(1)\n"
+        "print(*pool.executor()._processes, flush=True)\n"
+        "time.sleep(600)\n")], stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    pids = [int(p) for p in driver.stdout.readline().split()]
+    assert len(pids) == 2 and not any(map(_exited, pids))       # both workers busy with a long job
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    deadline = time.monotonic() + 15
+    while not all(map(_exited, pids)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert all(map(_exited, pids)), "a worker went on after its driver was killed"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
+import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -142,7 +143,7 @@ class WorkerPool:
     def executor(self) -> ProcessPoolExecutor:
         if self._executor is None:
             self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                                 initializer=_one_thread)
+                                                 initializer=_one_thread, initargs=(os.getpid(),))
         return self._executor
 
     def later(self, fn: Callable[..., Any], *args: Any) -> Later:
@@ -170,9 +171,20 @@ class WorkerPool:
         self.close()
 
 
-def _one_thread() -> None:
+def _one_thread(driver: int) -> None:
+    """A worker's set-up: an exit as soon as the driver (pid `driver`) is gone (killed: no pool shutdown reaches it,
+    and a worker in the middle of a run would otherwise train on alone), and one torch thread."""
+    import threading
+    import time
+
     import torch
 
+    def watch() -> None:
+        while os.getppid() == driver:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="driver-watch").start()
     torch.set_num_threads(1)
 
 
