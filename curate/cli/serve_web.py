@@ -1,6 +1,7 @@
 """`curate serve-web ROOT`: serve a demo world's web corpus on 127.0.0.1 until Ctrl-C."""
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -53,6 +54,7 @@ def serve_web(root: Path, port: int, rate: float, seed: int, fault_kinds: str, m
     site = handle.server.site
     click.echo(f"serving {root} at {handle.url}  ({len(site.items)} items, "
                f"{len(site.search)} search lists, {len(site.tags)} feeds; faults {rate:.0%})  Ctrl-C to stop")
+    signal.signal(signal.SIGTERM, _stop)   # a service manager's stop ends it like Ctrl-C: counts printed
     try:
         while True:
             time.sleep(3600)
@@ -63,3 +65,7 @@ def serve_web(root: Path, port: int, rate: float, seed: int, fault_kinds: str, m
         handle.close()
         click.echo(f"served {stats['total_requests']} requests, {sum(stats['completed'].values())} full media "
                    f"deliveries, faults {stats['faults'] or 'none'}")
+
+
+def _stop(signum, frame) -> None:
+    raise KeyboardInterrupt
