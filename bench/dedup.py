@@ -88,12 +88,17 @@ def within(web: np.ndarray, gpu: bool) -> None:
           f"recall@1 vs exact {recall:.3f}, planted copies found {planted:.3f}", flush=True)
 
 
+def planted_found(pairs) -> float:
+    """Share of the planted copies (rows 1000..1999 of rows 2000..2999) among the (item_id, dup_of) pairs."""
+    found = {(int(a), int(b)) for a, b in zip(pairs["item_id"], pairs["dup_of"])}
+    return float(np.mean([(i, i + 1000) in found or (i + 1000, i) in found for i in range(1000, 2000)]))
+
+
 def clustered(web: np.ndarray, gpu: bool) -> None:
     t0 = time.perf_counter()
     pairs, _, desc = within_pairs(web, np.arange(len(web)), 0.9, gpu=gpu)
     seconds = time.perf_counter() - t0
-    found = {(int(a), int(b)) for a, b in zip(pairs["item_id"], pairs["dup_of"])}
-    planted = np.mean([(i, i + 1000) in found or (i + 1000, i) in found for i in range(1000, 2000)])
+    planted = planted_found(pairs)
     print(f"N={len(web):>9,} within web, all pairs at cosine >= 0.9: {desc} {seconds:.1f} s "
           f"({seconds / 60:.1f} min), {len(pairs):,} pairs, planted copies found {planted:.3f}", flush=True)
 

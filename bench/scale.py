@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.dedup import planted_found, unit
 from curate.core import manifest as mf
 from curate.core.executor import ExecutorSpec
 
@@ -65,9 +66,9 @@ def teacher_checkpoint(root: Path) -> Path:
 def vectors(n: int, seed: int = 0) -> np.ndarray:
     """n random 512-d unit vectors; rows 1000..1999 are near-copies (cosine ~0.975) of rows 2000..2999."""
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, 512)).astype(np.float32)
-    x[1000:2000] = x[2000:3000] + 0.01 * rng.normal(size=(1000, 512)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+    x = unit(rng.normal(size=(n, 512)))
+    x[1000:2000] = unit(x[2000:3000] + 0.01 * rng.normal(size=(1000, 512)))
+    return x
 
 
 def score_rate(df: pd.DataFrame, root: Path, ckpt: Path, spec: ExecutorSpec) -> float:
@@ -90,9 +91,7 @@ def dedup_rate(x: np.ndarray, spec: ExecutorSpec) -> tuple[float, float]:
         pairs, run, _ = within_pairs(x, np.arange(len(x)), 0.9, executor=spec, folder=folder)
         seconds = time.perf_counter() - t0
     assert not run.failed, run.failed
-    found = set(zip(pairs["item_id"], pairs["dup_of"]))
-    planted = np.mean([(i, i + 1000) in found or (i + 1000, i) in found for i in range(1000, 2000)])
-    return len(x) / seconds, float(planted)
+    return len(x) / seconds, planted_found(pairs)
 
 
 def with_cluster(workers: int, gpu: bool, fn):
